@@ -1,0 +1,191 @@
+"""The one exception tree of the orchestrator.
+
+Every error the project raises on purpose derives from :class:`OrchestratorError`,
+so callers can catch the whole family in one place (the API maps these classes to
+HTTP statuses in a single handler). Plugin authors raise two of them on purpose:
+:class:`PermanentError` and, through the token, :class:`JobCancelled`.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Raised for any failure the orchestrator reports on purpose; the base of the tree."""
+
+
+class ConfigurationError(OrchestratorError):
+    """Raised when a setting is missing, malformed or contradicts another one."""
+
+
+# --- Plugins -------------------------------------------------------------------
+
+
+class PluginError(OrchestratorError):
+    """Raised when a plugin cannot be loaded or what it registers is unusable.
+
+    :ivar plugin: the entry-point name of the plugin.
+    :ivar distribution: the distribution (package) that ships it, if known.
+    """
+
+    def __init__(self, message: str, *, plugin: str, distribution: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.distribution = distribution
+
+
+class InvalidJobTypeError(OrchestratorError, ValueError):
+    """Raised when a ``JobType`` is declared with a bad name, model, callable or limit."""
+
+
+class DuplicateJobTypeError(PluginError):
+    """Raised when two plugins register the same job-type name.
+
+    :ivar job_type: the contested name.
+    :ivar distributions: every distribution that claims it.
+    """
+
+    def __init__(self, job_type: str, *, plugin: str, distribution: str | None, other: str) -> None:
+        super().__init__(
+            f"job type {job_type!r} is registered by both {other!r} and {distribution!r}; "
+            "uninstall one of the two distributions or ask its author to rename the type",
+            plugin=plugin,
+            distribution=distribution,
+        )
+        self.job_type = job_type
+        self.distributions = (other, distribution)
+
+
+class UnknownJobTypeError(OrchestratorError, LookupError):
+    """Raised when a job names a type that no loaded plugin registers.
+
+    :ivar job_type: the name asked for.
+    :ivar known: the names that are registered.
+    """
+
+    def __init__(self, job_type: str, known: list[str]) -> None:
+        super().__init__(
+            f"unknown job type {job_type!r}; known types: {', '.join(known) or 'none'}"
+        )
+        self.job_type = job_type
+        self.known = known
+
+
+# --- Outcomes a plugin's execute() signals ---------------------------------------
+
+
+class JobCancelled(OrchestratorError):  # noqa: N818 - name is part of the plugin contract
+    """Raised inside ``execute`` (by ``token.raise_if_cancelled()``) once the job was cancelled.
+
+    :ivar reason: ``"cancelled"`` for a cancel request, ``"timeout"`` when the
+        job's timeout expired.
+    """
+
+    def __init__(self, reason: str = "cancelled") -> None:
+        super().__init__(f"job stopped: {reason}")
+        self.reason = reason
+
+
+class PermanentError(OrchestratorError):
+    """Raised by a plugin's ``execute`` when retrying cannot help; the job ends FAILED at once."""
+
+
+# --- Jobs and the store ----------------------------------------------------------
+
+
+class JobError(OrchestratorError):
+    """Raised for a failure that concerns one job.
+
+    :ivar job_id: the id of that job.
+    """
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobNotFoundError(JobError, LookupError):
+    """Raised when no job with the given id exists (including ids that are not UUIDs)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}", job_id=job_id)
+
+
+class JobExistsError(JobError):
+    """Raised when a job is created with an id that is already taken."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"a job with id {job_id!r} already exists", job_id=job_id)
+
+
+class IllegalTransitionError(JobError):
+    """Raised when the state machine refuses a move (the job is not in a state that allows it).
+
+    :ivar current: the state the job is actually in.
+    :ivar requested: the state that was asked for.
+    """
+
+    def __init__(self, job_id: str, *, current: str, requested: str, detail: str = "") -> None:
+        message = f"job {job_id} cannot go from {current} to {requested}"
+        super().__init__(f"{message}: {detail}" if detail else message, job_id=job_id)
+        self.current = current
+        self.requested = requested
+
+
+class StaleLeaseError(JobError):
+    """Raised when a caller acts on a job under a lease it no longer holds (fencing).
+
+    A worker that stalled past its lease while another took the job over gets this
+    instead of overwriting the newer attempt's state.
+
+    :ivar owner: the lease the caller presented.
+    :ivar holder: the lease currently recorded on the job (``None`` if none).
+    """
+
+    def __init__(self, job_id: str, *, owner: str | None, holder: str | None) -> None:
+        super().__init__(
+            f"job {job_id}: lease {owner!r} is not the current lease ({holder!r})", job_id=job_id
+        )
+        self.owner = owner
+        self.holder = holder
+
+
+class LeaseActiveError(JobError):
+    """Raised when a takeover is asked for while the job's current lease is still alive."""
+
+    def __init__(self, job_id: str, *, holder: str | None, remaining_ms: int) -> None:
+        super().__init__(
+            f"job {job_id} is still leased by {holder!r} for {remaining_ms} ms", job_id=job_id
+        )
+        self.holder = holder
+        self.remaining_ms = remaining_ms
+
+
+class AttemptsExhaustedError(JobError):
+    """Raised when a job would start an attempt beyond its ``max_attempts``."""
+
+    def __init__(self, job_id: str, *, attempts: int, max_attempts: int) -> None:
+        super().__init__(
+            f"job {job_id} has used {attempts} of {max_attempts} attempts", job_id=job_id
+        )
+        self.attempts = attempts
+        self.max_attempts = max_attempts
+
+
+class CorruptJobError(JobError):
+    """Raised when a stored job document cannot be decoded (a field is missing or malformed)."""
+
+
+class SerializationError(OrchestratorError, ValueError):
+    """Raised when a payload or a result cannot be stored as JSON."""
+
+
+class InvalidQueryError(OrchestratorError, ValueError):
+    """Raised when a listing is asked for with a bad state name, limit or cursor."""
+
+
+class StoreUnavailableError(OrchestratorError):
+    """Raised when Redis cannot be reached or does not answer within the configured timeouts.
+
+    For a write, the outcome is unknown: the command may or may not have been applied,
+    so a caller re-reads the job before deciding anything.
+    """

@@ -1,0 +1,182 @@
+"""``JobType``: what a plugin declares for each kind of job it can run (DESIGN section 3)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from pydantic import BaseModel
+
+from orchestrator_core.cancellation import CancellationToken
+from orchestrator_core.exceptions import InvalidJobTypeError
+
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_.-]*")
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME_LENGTH = 200
+
+Execute = Callable[[Any, CancellationToken], Any]
+"""``execute(payload, token)``: a plain function or an ``async def``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobType:
+    """One kind of job: its name, payload model, the function that runs it, and its limits.
+
+    Every field is checked on construction, so a malformed declaration fails inside
+    the plugin's ``register_job_types`` hook, where the loader can name the plugin.
+
+    :raises InvalidJobTypeError: naming the field, the bad value and the fix.
+    """
+
+    name: str
+    """Unique across all plugins; lowercase ``[a-z][a-z0-9_.-]*``, by convention ``plugin.kind``."""
+    payload: type[BaseModel]
+    """The pydantic model a job's payload must validate against."""
+    execute: Execute
+    """Runs one attempt; its return value (JSON-serializable or a pydantic model) is the result."""
+    description: str | None = None
+    """Shown in ``GET /job-types``; None (the default) takes the docstring of ``execute``.
+
+    Always a ``str`` after construction."""
+    max_attempts: int = 3
+    retry_backoff: float = 1.0
+    """Base of the exponential backoff between attempts, in seconds."""
+    retry_backoff_max: float = 60.0
+    """Upper bound of the backoff, in seconds."""
+    retry_jitter: bool = True
+    """Randomise each backoff so retries of many jobs do not fire together."""
+    timeout: float | None = None
+    """Seconds an attempt may run before its token fires with reason ``"timeout"``."""
+    queue: str | None = None
+    """Broker queue to run on; None derives it from the name."""
+
+    _schema: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._check_name()
+        self._check_callables()
+        self._check_limits()
+        if self.description is None:
+            object.__setattr__(self, "description", inspect.getdoc(_unwrap(self.execute)) or "")
+        elif not isinstance(self.description, str):
+            self._fail("description", self.description, "pass a str, or None for the docstring")
+        try:
+            schema = self.payload.model_json_schema()
+        except Exception as exc:  # pydantic raises several types for unrepresentable fields
+            self._fail("payload", self.payload, f"use fields that have a JSON schema ({exc})")
+        object.__setattr__(self, "_schema", schema)
+
+    @property
+    def is_async(self) -> bool:
+        """True when ``execute`` is a coroutine function (or an object with ``async __call__``)."""
+        fn = self.execute
+        # type(fn).__call__, not fn.__call__: for a class, that is what calling it does.
+        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+    def payload_schema(self) -> dict[str, Any]:
+        """The payload model's JSON Schema (a fresh copy the caller may change)."""
+        return copy.deepcopy(self._schema)
+
+    def validate_payload(self, data: object) -> BaseModel:
+        """Validate ``data`` against the payload model and return the model instance.
+
+        :raises pydantic.ValidationError: listing each error with its path.
+        """
+        return self.payload.model_validate(data)
+
+    def _fail(self, field_name: str, value: object, fix: str) -> NoReturn:
+        label = self.name if isinstance(self.name, str) else "?"
+        raise InvalidJobTypeError(f"JobType {label!r}: invalid {field_name}={value!r}; {fix}")
+
+    def _check_name(self) -> None:
+        name = self.name
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            self._fail(
+                "name",
+                name,
+                "use lowercase letters, digits, '_', '.', '-', starting with a letter "
+                "(e.g. 'acme.count')",
+            )
+        if len(name) > MAX_NAME_LENGTH:
+            self._fail("name", name, f"use at most {MAX_NAME_LENGTH} characters")
+
+    def _check_callables(self) -> None:
+        payload = self.payload
+        if not (
+            isinstance(payload, type)
+            and issubclass(payload, BaseModel)
+            and payload is not BaseModel
+        ):
+            self._fail("payload", payload, "pass a subclass of pydantic.BaseModel (the class)")
+        if not callable(self.execute):
+            self._fail("execute", self.execute, "pass a function execute(payload, token)")
+        try:
+            signature = inspect.signature(self.execute)
+        except (TypeError, ValueError):
+            return  # some builtins cannot be introspected; the worker will find out
+        try:
+            signature.bind(None, None)
+        except TypeError:
+            self._fail(
+                "execute",
+                self.execute,
+                f"it must accept two positional arguments (payload, token), "
+                f"its signature is {signature}",
+            )
+
+    def _check_limits(self) -> None:
+        if not _is_int(self.max_attempts) or self.max_attempts < 1:
+            self._fail("max_attempts", self.max_attempts, "pass an int >= 1")
+        if not _is_finite(self.retry_backoff) or self.retry_backoff <= 0:
+            self._fail("retry_backoff", self.retry_backoff, "pass a number of seconds > 0")
+        if not _is_finite(self.retry_backoff_max) or self.retry_backoff_max < self.retry_backoff:
+            self._fail(
+                "retry_backoff_max",
+                self.retry_backoff_max,
+                f"pass a number of seconds >= retry_backoff ({self.retry_backoff})",
+            )
+        if not isinstance(self.retry_jitter, bool):
+            self._fail("retry_jitter", self.retry_jitter, "pass True or False")
+        if self.timeout is not None and (not _is_finite(self.timeout) or self.timeout <= 0):
+            self._fail("timeout", self.timeout, "pass a number of seconds > 0, or None for none")
+        queue = self.queue
+        if queue is not None and (
+            not isinstance(queue, str)
+            or not QUEUE_PATTERN.fullmatch(queue)
+            or len(queue) > MAX_NAME_LENGTH
+        ):
+            self._fail(
+                "queue",
+                queue,
+                "pass None to derive it from the name, or letters, digits, '_', '.', '-' "
+                f"(at most {MAX_NAME_LENGTH}, starting with a letter or digit)",
+            )
+        # Normalise so consumers (backoff arithmetic, JSON output) always see floats.
+        for name in ("retry_backoff", "retry_backoff_max", "timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass, but max_attempts=True is a mistake, not 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)
+
+
+def _unwrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # A partial's own docstring describes functools.partial, not the job.
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn

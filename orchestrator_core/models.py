@@ -1,0 +1,77 @@
+"""The job document (DESIGN section 5) and its parts, as the API and the hooks see them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+from orchestrator_core.states import State
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str)]
+"""A UTC instant, written ``2026-01-01T00:00:00.000000Z``."""
+
+
+def from_micros(micros: int) -> datetime:
+    """The instant ``micros`` microseconds after the epoch (the store's clock is Redis ``TIME``)."""
+    seconds, rest = divmod(micros, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HistoryEntry(_Frozen):
+    """One persisted transition: the state entered, when, in which attempt, and why."""
+
+    state: State
+    at: Timestamp
+    attempt: int
+    reason: str | None = None
+
+
+class ErrorInfo(_Frozen):
+    """Why an attempt or the job failed."""
+
+    type: str
+    message: str
+    retryable: bool
+
+
+class Progress(_Frozen):
+    """What a running job last reported through its token."""
+
+    fraction: float | None = None
+    message: str | None = None
+
+
+class Job(_Frozen):
+    """A job document: what the API returns and what ``job_transitioned`` receives."""
+
+    id: str
+    type: str
+    state: State
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    created_at: Timestamp
+    updated_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    cancel_requested: bool = False
+    result: Any = None
+    error: ErrorInfo | None = None
+    progress: Progress | None = None
+    history: tuple[HistoryEntry, ...] = ()
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job is COMPLETED, FAILED or CANCELLED."""
+        return self.state.terminal

@@ -1,0 +1,67 @@
+"""Settings from ``ORCHESTRATOR_*`` environment variables, each with a working local default."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from orchestrator_core.exceptions import ConfigurationError
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the api, the worker and the CLI.
+
+    ``prefix`` starts every Redis key and every queue name, so two deployments (or
+    two test runs) can share one Redis and one RabbitMQ without seeing each other.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", frozen=True, extra="ignore")
+
+    redis_url: str = "redis://localhost:6379/0"
+    broker_url: str = "amqp://guest:guest@localhost:5672//"
+    api_url: str = "http://localhost:8000"
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+    redis_socket_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to wait for a Redis reply before giving up with StoreUnavailableError."""
+    redis_connect_timeout: float = Field(default=2.0, gt=0)
+    """Seconds to wait for a TCP connection to Redis."""
+
+    plugins: CommaList | None = None
+    """Allow-list of plugin entry-point names; unset loads every installed plugin."""
+
+    lease_seconds: float = Field(default=30.0, gt=0)
+    cancel_grace_seconds: float = Field(default=10.0, ge=0)
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+
+    @field_validator("plugins", "api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_commas(value)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment, with ``overrides`` taking precedence.
+
+    :raises ConfigurationError: naming each bad variable, instead of pydantic's trace.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ORCHESTRATOR_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None
