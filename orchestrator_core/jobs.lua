@@ -1,0 +1,205 @@
+-- The job store's only writer of state: every write to a job goes through this script,
+-- so each one is atomic and the state machine is enforced by Redis itself.
+--
+-- KEYS[1] job hash, KEYS[2] history list, KEYS[3] sequence counter,
+-- KEYS[4] index of all jobs, KEYS[5] lease index (job id scored by lease expiry, ms).
+-- ARGV[1] operation, ARGV[2] job id, ARGV[3] stem of the state indexes,
+-- ARGV[4] stem of the type indexes, ARGV[5] cancel channel,
+-- ARGV[6] JSON object of small arguments, ARGV[7] a JSON document (payload or result).
+--
+-- Replies: {"ok", ...} or {"err", code, ...}; the Python side maps codes to exceptions.
+
+local ALLOWED = --[[TRANSITIONS]]
+
+local job_key, history_key, seq_key, all_key, lease_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local op, id, state_base, type_base, cancel_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local args = cjson.decode(ARGV[6])
+local blob = ARGV[7]
+
+-- One clock for every process: Redis TIME, as exact decimal strings (Lua numbers
+-- print large integers in exponent form, and microseconds need 16 digits).
+local time = redis.call('TIME')
+local now_us = time[1] .. string.format('%06d', tonumber(time[2]))
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+local function document()
+    return {'ok', redis.call('HGETALL', job_key), redis.call('LRANGE', history_key, 0, -1)}
+end
+
+-- History never goes backwards, even if the Redis host's clock is stepped back.
+local function monotonic_now(updated_us)
+    if updated_us and (#updated_us > #now_us or (#updated_us == #now_us and updated_us > now_us)) then
+        return updated_us
+    end
+    return now_us
+end
+
+local function move(current, target, reason, fields)
+    local job_type, seq, updated_us, attempts, started_us = unpack(
+        redis.call('HMGET', job_key, 'type', 'seq', 'updated_us', 'attempts', 'started_us'))
+    local at = monotonic_now(updated_us)
+    local attempt = tonumber(attempts)
+    local writes = {'state', target, 'updated_us', at}
+    if target == 'RUNNING' then
+        attempt = attempt + 1
+        table.insert(writes, 'attempts'); table.insert(writes, attempt)
+        if not started_us then
+            table.insert(writes, 'started_us'); table.insert(writes, at)
+        end
+    elseif current == 'RUNNING' then
+        redis.call('HDEL', job_key, 'lease_owner', 'lease_expires_ms')
+        redis.call('ZREM', lease_key, id)
+    end
+    if next(ALLOWED[target]) == nil then
+        table.insert(writes, 'finished_us'); table.insert(writes, at)
+    end
+    for name, value in pairs(fields) do
+        table.insert(writes, name); table.insert(writes, value)
+    end
+    redis.call('HSET', job_key, unpack(writes))
+    local entry = {state = target, at = at, attempt = attempt}
+    if reason then entry.reason = reason end
+    redis.call('RPUSH', history_key, cjson.encode(entry))
+    redis.call('ZREM', state_base .. current, id)
+    redis.call('ZADD', state_base .. target, seq, id)
+    redis.call('ZREM', type_base .. job_type .. ':' .. current, id)
+    redis.call('ZADD', type_base .. job_type .. ':' .. target, seq, id)
+end
+
+local function grant_lease(owner, lease_ms)
+    local expires = now_ms + lease_ms
+    redis.call('HSET', job_key, 'lease_owner', owner, 'lease_expires_ms', string.format('%d', expires))
+    redis.call('ZADD', lease_key, expires, id)
+    return expires
+end
+
+if op == 'create' then
+    if redis.call('EXISTS', job_key) == 1 then
+        return {'err', 'exists'}
+    end
+    local seq = redis.call('INCR', seq_key)
+    redis.call('HSET', job_key,
+        'id', id, 'type', args.type, 'state', 'CREATED', 'payload', blob,
+        'attempts', 0, 'max_attempts', args.max_attempts, 'cancel_requested', 0,
+        'created_us', now_us, 'updated_us', now_us, 'seq', seq)
+    redis.call('RPUSH', history_key, cjson.encode({state = 'CREATED', at = now_us, attempt = 0}))
+    redis.call('ZADD', all_key, seq, id)
+    redis.call('ZADD', state_base .. 'CREATED', seq, id)
+    redis.call('ZADD', type_base .. args.type, seq, id)
+    redis.call('ZADD', type_base .. args.type .. ':CREATED', seq, id)
+    return document()
+end
+
+if op == 'list' then
+    local cursor = args.cursor and ('(' .. args.cursor) or '+inf'
+    local ids = redis.call('ZREVRANGEBYSCORE', args.index, cursor, '-inf',
+        'WITHSCORES', 'LIMIT', 0, args.limit + 1)
+    local items, next_cursor = {}, false
+    local count = #ids / 2
+    for i = 1, math.min(count, args.limit) do
+        local item_id = ids[2 * i - 1]
+        local key = args.job_stem .. '{' .. item_id .. '}'
+        items[i] = {item_id, redis.call('HGETALL', key), redis.call('LRANGE', key .. ':history', 0, -1)}
+    end
+    if count > args.limit then
+        next_cursor = ids[2 * args.limit]
+    end
+    return {'ok', next_cursor, items}
+end
+
+local current = redis.call('HGET', job_key, 'state')
+if not current then
+    return {'err', 'not_found'}
+end
+if not ALLOWED[current] then
+    return {'err', 'corrupt', 'unknown state ' .. current}
+end
+
+if op == 'get' then
+    return document()
+end
+
+-- The fencing check: whoever presents a lease must hold the live one, before any write.
+local function check_fence(fence)
+    local holder = redis.call('HGET', job_key, 'lease_owner')
+    if current ~= 'RUNNING' or holder ~= fence then
+        return {'err', 'stale', holder or false, current}
+    end
+    return nil
+end
+
+if op == 'transition' then
+    local target = args.to
+    if args.fence then
+        local refused = check_fence(args.fence)
+        if refused then return refused end
+    end
+    if args.expected then
+        local believed = false
+        for _, state in ipairs(args.expected) do
+            if state == current then believed = true end
+        end
+        if not believed then
+            return {'err', 'illegal', current, 'expected ' .. table.concat(args.expected, ' or ')}
+        end
+    end
+    if not ALLOWED[current][target] then
+        return {'err', 'illegal', current, ''}
+    end
+    if current == 'RUNNING' and not args.fence then
+        -- Only the lease holder moves a running job, or a taker once the lease has expired.
+        local holder, expires = unpack(redis.call('HMGET', job_key, 'lease_owner', 'lease_expires_ms'))
+        local remaining = (tonumber(expires) or 0) - now_ms
+        if not args.takeover then
+            return {'err', 'stale', holder or false, current}
+        end
+        if remaining > 0 then
+            return {'err', 'lease_active', holder or false, remaining}
+        end
+    end
+    local fields = {}
+    if target == 'RUNNING' then
+        local attempts, max_attempts = unpack(redis.call('HMGET', job_key, 'attempts', 'max_attempts'))
+        if tonumber(attempts) >= tonumber(max_attempts) then
+            return {'err', 'exhausted', tonumber(attempts), tonumber(max_attempts)}
+        end
+    end
+    if args.error then fields.error = args.error end
+    if blob and blob ~= '' then fields.result = blob end
+    move(current, target, args.reason, fields)
+    if target == 'RUNNING' then
+        grant_lease(args.owner, args.lease_ms)
+    end
+    return document()
+end
+
+if op == 'cancel' then
+    if current == 'CREATED' or current == 'RETRYING' then
+        move(current, 'CANCELLED', 'cancel requested', {cancel_requested = 1})
+        return {'ok', 'cancelled', document()}
+    end
+    if current == 'RUNNING' then
+        if redis.call('HGET', job_key, 'cancel_requested') ~= '1' then
+            redis.call('HSET', job_key, 'cancel_requested', 1)
+        end
+        redis.call('PUBLISH', cancel_channel, id)
+        return {'ok', 'requested', document()}
+    end
+    if current == 'CANCELLED' then
+        return {'ok', 'already_cancelled', document()}
+    end
+    return {'ok', 'finished', document()}
+end
+
+if op == 'renew' or op == 'progress' then
+    local refused = check_fence(args.owner)
+    if refused then return refused end
+    if op == 'progress' then
+        redis.call('HSET', job_key, 'progress', blob)
+        return {'ok'}
+    end
+    local expires = grant_lease(args.owner, args.lease_ms)
+    return {'ok', string.format('%d', expires), redis.call('HGET', job_key, 'cancel_requested')}
+end
+
+return redis.error_reply('unknown operation ' .. tostring(op))

@@ -1,0 +1,97 @@
+"""How a job document is laid out in Redis, and how it is read back.
+
+A job is a hash (scalar fields, JSON for payload, result, error and progress,
+instants as integer microseconds from Redis ``TIME``) plus a list of history
+entries. Anything that does not decode raises :class:`CorruptJobError` naming the
+job and the field, so one bad document never takes a process down.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator_core.exceptions import CorruptJobError, SerializationError
+from orchestrator_core.models import ErrorInfo, HistoryEntry, Job, Progress, from_micros
+from orchestrator_core.states import State
+
+
+def to_json(value: Any, *, what: str) -> str:
+    """Compact JSON for ``value`` (pydantic models are dumped in JSON mode first).
+
+    :raises SerializationError: when ``value`` is not JSON-serializable (NaN included).
+    """
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"{what} is not JSON-serializable: {exc}") from None
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def decode_job(job_id: str, flat_hash: Sequence[str], history: Sequence[str]) -> Job:
+    """Build the :class:`Job` from the raw ``HGETALL`` reply and history list.
+
+    :raises CorruptJobError: when a field is missing or malformed.
+    """
+    fields = _pairs(flat_hash)
+    field = "?"
+    try:
+        field = "state"
+        state = State(fields["state"])
+        field = "payload"
+        payload = json.loads(fields["payload"])
+        field = "result"
+        result = json.loads(fields["result"]) if "result" in fields else None
+        field = "error"
+        error = ErrorInfo.model_validate_json(fields["error"]) if "error" in fields else None
+        field = "progress"
+        progress = (
+            Progress.model_validate_json(fields["progress"]) if "progress" in fields else None
+        )
+        field = "history"
+        entries = tuple(_history_entry(raw) for raw in history)
+        field = "timestamps"
+        return Job(
+            id=fields["id"],
+            type=fields["type"],
+            state=state,
+            payload=payload,
+            attempts=int(fields["attempts"]),
+            max_attempts=int(fields["max_attempts"]),
+            created_at=from_micros(int(fields["created_us"])),
+            updated_at=from_micros(int(fields["updated_us"])),
+            started_at=_instant(fields.get("started_us")),
+            finished_at=_instant(fields.get("finished_us")),
+            cancel_requested=fields.get("cancel_requested") == "1",
+            result=result,
+            error=error,
+            progress=progress,
+            history=entries,
+        )
+    except (KeyError, ValueError, TypeError, ValidationError) as exc:
+        raise CorruptJobError(
+            f"stored job {job_id} is malformed ({field}): {type(exc).__name__}: {exc}",
+            job_id=job_id,
+        ) from None
+
+
+def _instant(micros: str | None) -> Any:
+    return None if micros is None else from_micros(int(micros))
+
+
+def _history_entry(raw: str) -> HistoryEntry:
+    entry = json.loads(raw)
+    return HistoryEntry(
+        state=State(entry["state"]),
+        at=from_micros(int(entry["at"])),
+        attempt=int(entry["attempt"]),
+        reason=entry.get("reason"),
+    )

@@ -1,0 +1,364 @@
+"""The Redis job store: the one writer of job state.
+
+Every write is one call of the server-side script ``jobs.lua`` (EVALSHA, reloaded by
+the client on NOSCRIPT), which holds the transition table generated from
+:data:`~orchestrator_core.states.TRANSITIONS`, checks the fencing lease before any
+write, appends history and keeps the listing indexes right. The callers' beliefs
+about a job's state never matter: Redis refuses an illegal move.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+import redis
+
+from orchestrator_core.connection import connect_redis, redis_errors
+from orchestrator_core.exceptions import (
+    AttemptsExhaustedError,
+    CorruptJobError,
+    IllegalTransitionError,
+    InvalidQueryError,
+    JobExistsError,
+    JobNotFoundError,
+    LeaseActiveError,
+    OrchestratorError,
+    StaleLeaseError,
+)
+from orchestrator_core.keys import Keys
+from orchestrator_core.models import ErrorInfo, Job, Progress
+from orchestrator_core.records import decode_job, to_json
+from orchestrator_core.settings import Settings
+from orchestrator_core.states import TRANSITIONS, State
+
+logger = logging.getLogger(__name__)
+
+Observer = Callable[[Job, State, State], None]
+"""Called with ``(job, old_state, new_state)`` after each persisted transition."""
+
+MAX_PAGE = 500
+
+
+def _script_source() -> str:
+    table = ", ".join(
+        f"{state.value} = {{{', '.join(f'{t.value} = true' for t in sorted(targets))}}}"
+        for state, targets in TRANSITIONS.items()
+    )
+    template = resources.files("orchestrator_core").joinpath("jobs.lua").read_text(encoding="utf-8")
+    return template.replace("--[[TRANSITIONS]]", f"{{{table}}}")
+
+
+class CancelOutcome(StrEnum):
+    """What a cancel request did."""
+
+    CANCELLED = "cancelled"
+    """The job was CREATED or RETRYING and is now CANCELLED."""
+    REQUESTED = "requested"
+    """The job is RUNNING: its flag is set and the worker was told."""
+    ALREADY_CANCELLED = "already_cancelled"
+    FINISHED = "finished"
+    """The job is COMPLETED or FAILED; nothing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    outcome: CancelOutcome
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseStatus:
+    """The renewed lease of a running attempt."""
+
+    expires_ms: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing, newest first; ``next_cursor`` is None on the last page."""
+
+    items: tuple[Job, ...]
+    next_cursor: str | None
+
+
+def canonical_id(job_id: str) -> str:
+    """The canonical form of a job id.
+
+    :raises JobNotFoundError: for anything that is not a UUID (no such job can exist).
+    """
+    try:
+        return str(uuid.UUID(job_id))
+    except (ValueError, TypeError, AttributeError):
+        raise JobNotFoundError(str(job_id)) from None
+
+
+class JobStore:
+    """Create, read, list and move jobs; all state lives in Redis.
+
+    :param client: a client made by :func:`connect_redis` (``decode_responses=True``).
+    :param observer: told of every transition this store persists (the plugins'
+        ``job_transitioned`` hook); it runs after the write and cannot undo it.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        lease_seconds: float = 30.0,
+        observer: Observer | None = None,
+    ) -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self.lease_ms = max(1, round(lease_seconds * 1000))
+        self._observer = observer
+        self._script = client.register_script(_script_source())
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, observer: Observer | None = None) -> JobStore:
+        return cls(
+            connect_redis(settings),
+            prefix=settings.prefix,
+            lease_seconds=settings.lease_seconds,
+            observer=observer,
+        )
+
+    # --- reading ------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job's document.
+
+        :raises JobNotFoundError: unknown (or non-UUID) id.
+        :raises CorruptJobError: the stored document does not decode.
+        """
+        job_id = canonical_id(job_id)
+        return self._job(job_id, self._call("get", job_id, "reading a job"))
+
+    def list_jobs(
+        self,
+        *,
+        state: State | str | None = None,
+        job_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Jobs newest first, optionally filtered by state and/or type, a page at a time.
+
+        The cursor is the creation sequence of the last item returned; jobs created
+        while a client pages never shift later pages, so nothing is skipped or
+        repeated. A document that does not decode is logged and left out.
+
+        :raises InvalidQueryError: bad state name, limit outside 1..500, or bad cursor.
+        """
+        if isinstance(state, str):
+            state = State.parse(state)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidQueryError(f"limit must be an integer from 1 to {MAX_PAGE}, not {limit!r}")
+        if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 20):
+            raise InvalidQueryError(f"malformed cursor {cursor!r}; pass back a next_cursor value")
+        args = {
+            "index": self.keys.index(state=state, job_type=job_type),
+            "job_stem": f"{self.keys.prefix}:job:",
+            "limit": limit,
+            "cursor": cursor,
+        }
+        reply = self._call("list", "", "listing jobs", args)
+        next_cursor, raw_items = reply[1], reply[2]
+        items = []
+        for item_id, flat, history in raw_items:
+            if not flat:
+                continue  # deleted between the index read and now: not a job any more
+            try:
+                items.append(decode_job(item_id, flat, history))
+            except CorruptJobError:
+                logger.exception("leaving malformed job %s out of a listing", item_id)
+        return Page(items=tuple(items), next_cursor=next_cursor or None)
+
+    # --- writing ------------------------------------------------------------------
+
+    def create(
+        self,
+        job_type: str,
+        payload: Mapping[str, Any],
+        *,
+        max_attempts: int,
+        job_id: str | None = None,
+    ) -> Job:
+        """Store a new CREATED job and index it.
+
+        :raises JobExistsError: ``job_id`` is taken.
+        :raises SerializationError: the payload is not JSON.
+        """
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
+        job_id = str(uuid.uuid4()) if job_id is None else canonical_id(job_id)
+        blob = to_json(dict(payload), what="payload")
+        reply = self._call(
+            "create",
+            job_id,
+            "creating a job",
+            {"type": job_type, "max_attempts": max_attempts},
+            blob,
+        )
+        return self._job(job_id, reply)
+
+    def transition(
+        self,
+        job_id: str,
+        to: State,
+        *,
+        reason: str | None = None,
+        fence: str | None = None,
+        owner: str | None = None,
+        takeover: bool = False,
+        expected: Iterable[State] | None = None,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+    ) -> Job:
+        """Move the job to ``to`` if the state machine and the lease allow it; atomically.
+
+        :param reason: recorded in the history entry.
+        :param fence: the lease the caller holds; required to move a RUNNING job
+            (unless ``takeover``); refused unless it is the job's live lease.
+        :param owner: the new lease holder; required when ``to`` is RUNNING.
+        :param takeover: move a RUNNING job whose lease has expired (its worker is gone).
+        :param expected: states the caller believes the job is in; any other is refused.
+        :param result: stored as the job's result (JSON-serializable or a pydantic model).
+        :param error: stored as the job's error.
+        :raises IllegalTransitionError: the table (or ``expected``) forbids the move.
+        :raises StaleLeaseError: ``fence`` is not the live lease, or a running job was
+            moved without one.
+        :raises LeaseActiveError: ``takeover`` while the lease is still alive.
+        :raises AttemptsExhaustedError: a start beyond ``max_attempts``.
+        """
+        job_id = canonical_id(job_id)
+        to = State(to)
+        if to is State.RUNNING and not owner:
+            raise ValueError("a transition to RUNNING needs the new lease owner")
+        args: dict[str, Any] = {"to": to.value, "reason": reason, "fence": fence}
+        if to is State.RUNNING:
+            args.update(owner=owner, lease_ms=self.lease_ms)
+        if takeover:
+            args["takeover"] = True
+        if expected is not None:
+            args["expected"] = sorted(State(s).value for s in expected)
+        if error is not None:
+            args["error"] = error.model_dump_json()
+        blob = "" if result is None else to_json(result, what="result")
+        reply = self._call("transition", job_id, f"moving a job to {to}", args, blob, target=to)
+        return self._notify(self._job(job_id, reply))
+
+    def cancel(self, job_id: str) -> CancelResult:
+        """Ask for the job to be cancelled (DESIGN section 5's DELETE, every case)."""
+        job_id = canonical_id(job_id)
+        reply = self._call("cancel", job_id, "cancelling a job", target=State.CANCELLED)
+        outcome = CancelOutcome(reply[1])
+        job = self._job(job_id, reply[2])
+        if outcome is CancelOutcome.CANCELLED:
+            self._notify(job)
+        return CancelResult(outcome, job)
+
+    def renew_lease(self, job_id: str, owner: str) -> LeaseStatus:
+        """Extend the running attempt's lease; also reads its cancel flag in the same trip.
+
+        :raises StaleLeaseError: ``owner`` no longer holds the job.
+        """
+        job_id = canonical_id(job_id)
+        reply = self._call(
+            "renew", job_id, "renewing a lease", {"owner": owner, "lease_ms": self.lease_ms}
+        )
+        return LeaseStatus(expires_ms=int(reply[1]), cancel_requested=reply[2] == "1")
+
+    def report_progress(self, job_id: str, owner: str, progress: Progress) -> None:
+        """Record what the running attempt reports.
+
+        :raises StaleLeaseError: ``owner`` no longer holds the job.
+        """
+        job_id = canonical_id(job_id)
+        self._call(
+            "progress", job_id, "recording progress", {"owner": owner}, progress.model_dump_json()
+        )
+
+    # --- plumbing -----------------------------------------------------------------
+
+    def _call(
+        self,
+        op: str,
+        job_id: str,
+        action: str,
+        args: Mapping[str, Any] | None = None,
+        blob: str = "",
+        *,
+        target: State | None = None,
+    ) -> Any:
+        keys = self.keys
+        small = {k: v for k, v in (args or {}).items() if v is not None}
+        with redis_errors(action):
+            reply = self._script(
+                keys=[
+                    keys.job(job_id),
+                    keys.history(job_id),
+                    keys.sequence,
+                    keys.index_all,
+                    keys.leases,
+                ],
+                args=[
+                    op,
+                    job_id,
+                    keys.index_state_base,
+                    keys.index_type_base,
+                    keys.cancel_channel,
+                    json.dumps(small, separators=(",", ":")),
+                    blob,
+                ],
+            )
+        if reply[0] == "err":
+            raise _refusal(
+                job_id, reply[1:], target, presented=small.get("fence", small.get("owner"))
+            )
+        return reply
+
+    @staticmethod
+    def _job(job_id: str, reply: list[Any]) -> Job:
+        return decode_job(job_id, reply[1], reply[2])
+
+    def _notify(self, job: Job) -> Job:
+        if self._observer is not None and len(job.history) >= 2:
+            try:
+                self._observer(job, job.history[-2].state, job.state)
+            except Exception:
+                # The transition is persisted; an observer's bug must not look like its failure.
+                logger.exception("transition observer failed for job %s", job.id)
+        return job
+
+
+def _refusal(
+    job_id: str, detail: list[Any], target: State | None, *, presented: str | None
+) -> OrchestratorError:
+    code = detail[0]
+    requested = target.value if target else "?"
+    if code == "not_found":
+        return JobNotFoundError(job_id)
+    if code == "exists":
+        return JobExistsError(job_id)
+    if code == "illegal":
+        return IllegalTransitionError(
+            job_id, current=detail[1], requested=requested, detail=detail[2]
+        )
+    if code == "stale":
+        return StaleLeaseError(job_id, owner=presented, holder=detail[1] or None)
+    if code == "lease_active":
+        return LeaseActiveError(job_id, holder=detail[1] or None, remaining_ms=int(detail[2]))
+    if code == "exhausted":
+        return AttemptsExhaustedError(job_id, attempts=detail[1], max_attempts=detail[2])
+    if code == "corrupt":
+        return CorruptJobError(f"stored job {job_id} is malformed: {detail[1]}", job_id=job_id)
+    return OrchestratorError(f"job store refused {job_id}: {detail!r}")

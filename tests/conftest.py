@@ -1,0 +1,48 @@
+"""Shared fixtures: each test owns a key prefix on the machine's real Redis, cleaned up after."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from orchestrator_core.connection import connect_redis
+from orchestrator_core.settings import Settings, load_settings
+from orchestrator_core.store import JobStore
+
+
+def unique_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(prefix=unique_prefix(), redis_socket_timeout=2.0, lease_seconds=30.0)
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = connect_redis(settings)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis at {settings.redis_url} is required in CI: {exc}")
+        pytest.skip(f"Redis at {settings.redis_url} is not running: {exc}")
+    yield client
+    delete_prefix(client, settings.prefix)
+    client.close()
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, settings: Settings) -> JobStore:
+    return JobStore(redis_client, prefix=settings.prefix, lease_seconds=settings.lease_seconds)
