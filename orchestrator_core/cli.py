@@ -1,0 +1,133 @@
+"""The ``orchestrator`` command (DESIGN section 7).
+
+Each subcommand is one ``_add_<name>`` function that declares its arguments and
+sets ``handler``: a function taking the parsed arguments and returning the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from orchestrator_core.exceptions import ConfigurationError
+from orchestrator_core.job_type import JobType
+from orchestrator_core.plugins import Plugins, load_plugins
+from orchestrator_core.settings import load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+"""Also what argparse uses for bad arguments; a bad setting is the same kind of mistake."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.handler(args)
+    except ConfigurationError as exc:
+        # An operator's mistake, not a bug: say which setting, without a traceback.
+        message = " ".join(str(exc).splitlines())
+        print(f"orchestrator: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator", description="Plugin-based distributed job orchestrator."
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging threshold for messages on stderr (default: WARNING)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_plugins(commands)
+    return parser
+
+
+def _add_plugins(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "plugins",
+        help="list plugins, their job types and load errors",
+        description="List the installed plugins (honouring ORCHESTRATOR_PLUGINS), their job "
+        "types and every load failure. Exits 1 if any plugin failed to load.",
+    )
+    command.add_argument("--json", action="store_true", help="print one JSON object")
+    command.set_defaults(handler=_plugins)
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    plugins = load_plugins(allow=settings.plugins)
+    if args.json:
+        print(json.dumps(_plugins_json(plugins), indent=2))
+    else:
+        _print_plugins(plugins)
+    return EXIT_OK if plugins.report.ok else EXIT_FAILED
+
+
+def _plugins_json(plugins: Plugins) -> dict[str, Any]:
+    report = plugins.report
+    return {
+        "plugins": [
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "value": info.value,
+                "job_types": [
+                    _job_type_json(plugins.get(name).job_type) for name in info.job_types
+                ],
+            }
+            for info in report.loaded
+        ],
+        "failures": [asdict(failure) for failure in report.failed],
+        "skipped": list(report.skipped),
+    }
+
+
+def _job_type_json(job_type: JobType) -> dict[str, Any]:
+    return {
+        "name": job_type.name,
+        "description": job_type.description,
+        "queue": job_type.queue,
+        "max_attempts": job_type.max_attempts,
+        "timeout": job_type.timeout,
+    }
+
+
+def _print_plugins(plugins: Plugins) -> None:
+    report = plugins.report
+    print("Plugins:" if report.loaded else "Plugins: none loaded")
+    for info in report.loaded:
+        print(f"  {info.name}  ({info.distribution} {info.version}, {info.value})")
+        if not info.job_types:
+            print("    (no job types)")
+        for name in info.job_types:
+            job_type = plugins.get(name).job_type
+            timeout = "none" if job_type.timeout is None else f"{job_type.timeout:g}s"
+            print(
+                f"    {name}  queue={job_type.queue or '(default)'}  "
+                f"max_attempts={job_type.max_attempts}  timeout={timeout}"
+            )
+    if report.failed:
+        print("Failures:")
+        for f in report.failed:
+            print(f"  {f.plugin}  ({f.distribution} {f.version})  [{f.stage}]  {f.error}")
+    if report.skipped:
+        print("Skipped (not in ORCHESTRATOR_PLUGINS):")
+        for name in report.skipped:
+            print(f"  {name}")
