@@ -2,7 +2,9 @@
 -- so each one is atomic and the state machine is enforced by Redis itself.
 --
 -- KEYS[1] job hash, KEYS[2] history list, KEYS[3] sequence counter,
--- KEYS[4] index of all jobs, KEYS[5] lease index (job id scored by lease expiry, ms).
+-- KEYS[4] index of all jobs, KEYS[5] lease index (job id scored by lease expiry, ms),
+-- KEYS[6] dispatch schedule (job id scored by when it must be published, ms): the
+-- outbox of new jobs until their message is confirmed, and the backoff of retries.
 -- ARGV[1] operation, ARGV[2] job id, ARGV[3] stem of the state indexes,
 -- ARGV[4] stem of the type indexes, ARGV[5] cancel channel,
 -- ARGV[6] JSON object of small arguments, ARGV[7] a JSON document (payload or result).
@@ -11,7 +13,8 @@
 
 local ALLOWED = --[[TRANSITIONS]]
 
-local job_key, history_key, seq_key, all_key, lease_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local job_key, history_key, seq_key, all_key, lease_key, dispatch_key =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local op, id, state_base, type_base, cancel_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local args = cjson.decode(ARGV[6])
 local blob = ARGV[7]
@@ -50,8 +53,17 @@ local function move(current, target, reason, fields)
         redis.call('HDEL', job_key, 'lease_owner', 'lease_expires_ms')
         redis.call('ZREM', lease_key, id)
     end
+    if target == 'RETRYING' then
+        -- Every retrying job is on the schedule, so none can wait forever.
+        redis.call('ZADD', dispatch_key, now_ms + (args.retry_ms or 0), id)
+    else
+        redis.call('ZREM', dispatch_key, id)
+    end
     if next(ALLOWED[target]) == nil then
         table.insert(writes, 'finished_us'); table.insert(writes, at)
+    end
+    if target == 'COMPLETED' then
+        redis.call('HDEL', job_key, 'error')  -- an earlier attempt's error is history now
     end
     for name, value in pairs(fields) do
         table.insert(writes, name); table.insert(writes, value)
@@ -79,7 +91,7 @@ if op == 'create' then
     end
     local seq = redis.call('INCR', seq_key)
     redis.call('HSET', job_key,
-        'id', id, 'type', args.type, 'state', 'CREATED', 'payload', blob,
+        'id', id, 'type', args.type, 'queue', args.queue, 'state', 'CREATED', 'payload', blob,
         'attempts', 0, 'max_attempts', args.max_attempts, 'cancel_requested', 0,
         'created_us', now_us, 'updated_us', now_us, 'seq', seq)
     redis.call('RPUSH', history_key, cjson.encode({state = 'CREATED', at = now_us, attempt = 0}))
@@ -87,6 +99,7 @@ if op == 'create' then
     redis.call('ZADD', state_base .. 'CREATED', seq, id)
     redis.call('ZADD', type_base .. args.type, seq, id)
     redis.call('ZADD', type_base .. args.type .. ':CREATED', seq, id)
+    redis.call('ZADD', dispatch_key, now_ms + args.dispatch_ms, id)
     return document()
 end
 
@@ -105,6 +118,29 @@ if op == 'list' then
         next_cursor = ids[2 * args.limit]
     end
     return {'ok', next_cursor, items}
+end
+
+if op == 'claim' then
+    -- The sweep: jobs due for publishing, and running jobs whose lease expired. Each
+    -- claimed entry is pushed back by the visibility window, so concurrent sweepers do
+    -- not publish it twice and a sweeper that dies before publishing is covered.
+    local claimed = {}
+    local function scan(index, wanted_state, next_attempt_offset)
+        local due = redis.call('ZRANGEBYSCORE', index, '-inf', now_ms, 'LIMIT', 0, args.limit)
+        for _, job_id in ipairs(due) do
+            local key = args.job_stem .. '{' .. job_id .. '}'
+            local state, queue, attempts = unpack(redis.call('HMGET', key, 'state', 'queue', 'attempts'))
+            if state and wanted_state[state] then
+                redis.call('ZADD', index, now_ms + args.visibility_ms, job_id)
+                table.insert(claimed, {job_id, queue, tonumber(attempts) + next_attempt_offset})
+            else
+                redis.call('ZREM', index, job_id)
+            end
+        end
+    end
+    scan(dispatch_key, {CREATED = true, RETRYING = true}, 1)
+    scan(lease_key, {RUNNING = true}, 0)
+    return {'ok', claimed}
 end
 
 local current = redis.call('HGET', job_key, 'state')
@@ -126,6 +162,44 @@ local function check_fence(fence)
         return {'err', 'stale', holder or false, current}
     end
     return nil
+end
+
+if op == 'start' then
+    -- A worker received the message for attempt args.attempt.
+    local function drop(why) return {'ok', 'drop', why, document(), 0} end
+    local attempts, max_attempts, expires = unpack(
+        redis.call('HMGET', job_key, 'attempts', 'max_attempts', 'lease_expires_ms'))
+    attempts = tonumber(attempts)
+    local moves = 0
+    if next(ALLOWED[current]) == nil then
+        return drop('finished')
+    end
+    if current == 'RUNNING' then
+        if attempts ~= args.attempt then return drop('stale message') end
+        if (tonumber(expires) or 0) > now_ms then return drop('duplicate') end
+        -- Redelivered after its worker died: that attempt failed, take the job over.
+        move(current, 'RETRYING', 'worker lost', {error = args.lost_error})
+        current, moves = 'RETRYING', 1
+    elseif attempts ~= args.attempt - 1 then
+        return drop('stale message')
+    end
+    if attempts >= tonumber(max_attempts) then
+        move(current, 'FAILED', 'attempts exhausted', {})
+        return {'ok', 'drop', 'attempts exhausted', document(), moves + 1}
+    end
+    move(current, 'RUNNING', nil, {})
+    grant_lease(args.owner, args.lease_ms)
+    return {'ok', 'started', '', document(), moves + 1}
+end
+
+if op == 'dispatched' then
+    -- The message for attempt args.attempt is confirmed by the broker: leave the outbox,
+    -- unless the entry already stands for a later attempt.
+    local attempts = tonumber(redis.call('HGET', job_key, 'attempts'))
+    if (current == 'CREATED' or current == 'RETRYING') and attempts == args.attempt - 1 then
+        redis.call('ZREM', dispatch_key, id)
+    end
+    return {'ok'}
 end
 
 if op == 'transition' then
@@ -170,25 +244,25 @@ if op == 'transition' then
     if target == 'RUNNING' then
         grant_lease(args.owner, args.lease_ms)
     end
-    return document()
+    return {'ok', '', '', document(), 1}
 end
 
 if op == 'cancel' then
     if current == 'CREATED' or current == 'RETRYING' then
         move(current, 'CANCELLED', 'cancel requested', {cancel_requested = 1})
-        return {'ok', 'cancelled', document()}
+        return {'ok', 'cancelled', '', document(), 1}
     end
     if current == 'RUNNING' then
         if redis.call('HGET', job_key, 'cancel_requested') ~= '1' then
             redis.call('HSET', job_key, 'cancel_requested', 1)
         end
         redis.call('PUBLISH', cancel_channel, id)
-        return {'ok', 'requested', document()}
+        return {'ok', 'requested', '', document(), 0}
     end
     if current == 'CANCELLED' then
-        return {'ok', 'already_cancelled', document()}
+        return {'ok', 'already_cancelled', '', document(), 0}
     end
-    return {'ok', 'finished', document()}
+    return {'ok', 'finished', '', document(), 0}
 end
 
 if op == 'renew' or op == 'progress' then

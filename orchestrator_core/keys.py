@@ -1,4 +1,4 @@
-"""Every Redis key and queue name the orchestrator uses, all under the configured prefix.
+"""Every Redis key and broker name the orchestrator uses, all under the configured prefix.
 
 The keys of one job share the hash tag ``{<job id>}`` so they land in one Redis
 Cluster slot. The listing indexes are global sorted sets scored by a creation
@@ -42,6 +42,11 @@ class Keys:
         return f"{self.prefix}:leases"
 
     @property
+    def dispatch(self) -> str:
+        """Sorted set of job ids scored by when they must be published (ms): outbox and retries."""
+        return f"{self.prefix}:dispatch"
+
+    @property
     def index_state_base(self) -> str:
         """Stem of the per-state indexes; the store script appends the state name."""
         return f"{self.prefix}:idx:state:"
@@ -74,6 +79,24 @@ class Keys:
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancel requests are announced (message: the job id)."""
         return f"{self.prefix}:cancel"
+
+    def queue(self, name: str) -> str:
+        """The broker queue called ``name`` (a job type's ``queue``, else its type name)."""
+        return f"{self.prefix}.{name}"
+
+    @property
+    def exchange(self) -> str:
+        """Direct exchange every job message is published to, routed by queue name."""
+        return f"{self.prefix}.jobs"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        """Where queues send messages that no worker can take (garbage, unknown tasks)."""
+        return f"{self.prefix}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}.dead"
 
     @property
     def pattern(self) -> str:

@@ -43,8 +43,15 @@ class Settings(BaseSettings):
     """Allow-list of plugin entry-point names; unset loads every installed plugin."""
 
     lease_seconds: float = Field(default=30.0, gt=0)
+    """Lease a running attempt renews (every third of it); a worker silent this long is lost."""
     cancel_grace_seconds: float = Field(default=10.0, ge=0)
-    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    """How long execute may ignore a fired token before the worker stops the attempt."""
+    sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    """How often each worker publishes due retries and looks for lost jobs."""
+    outbox_seconds: float = Field(default=10.0, gt=0)
+    """How long a new job waits for its publish to be confirmed before the sweep publishes it."""
+    publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Seconds to connect to the broker and to wait for its publish confirm."""
 
     @field_validator("plugins", "api_keys", mode="before")
     @classmethod

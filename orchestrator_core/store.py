@@ -74,6 +74,27 @@ class CancelResult:
 
 
 @dataclass(frozen=True, slots=True)
+class StartResult:
+    """What a worker's message for one attempt led to."""
+
+    started: bool
+    """True when this worker now holds the job as a new RUNNING attempt."""
+    reason: str
+    """Why the message was dropped (``finished``, ``duplicate``, ``stale message``,
+    ``attempts exhausted``); empty when started."""
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job the sweep must publish: its queue and the attempt the message is for."""
+
+    job_id: str
+    queue: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseStatus:
     """The renewed lease of a running attempt."""
 
@@ -114,11 +135,13 @@ class JobStore:
         *,
         prefix: str,
         lease_seconds: float = 30.0,
+        outbox_seconds: float = 10.0,
         observer: Observer | None = None,
     ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
-        self.lease_ms = max(1, round(lease_seconds * 1000))
+        self.lease_ms = _millis(lease_seconds)
+        self.outbox_ms = _millis(outbox_seconds)
         self._observer = observer
         self._script = client.register_script(_script_source())
 
@@ -128,6 +151,7 @@ class JobStore:
             connect_redis(settings),
             prefix=settings.prefix,
             lease_seconds=settings.lease_seconds,
+            outbox_seconds=settings.outbox_seconds,
             observer=observer,
         )
 
@@ -190,10 +214,16 @@ class JobStore:
         payload: Mapping[str, Any],
         *,
         max_attempts: int,
+        queue: str | None = None,
         job_id: str | None = None,
     ) -> Job:
-        """Store a new CREATED job and index it.
+        """Store a new CREATED job, index it, and put it in the outbox.
 
+        The outbox entry falls due after ``outbox_seconds``: unless :meth:`dispatched`
+        confirms the message first, the sweep publishes it then, so a job whose
+        publisher died is never left without a message.
+
+        :param queue: the broker queue (already prefixed); defaults to the type's own.
         :raises JobExistsError: ``job_id`` is taken.
         :raises SerializationError: the payload is not JSON.
         """
@@ -201,14 +231,13 @@ class JobStore:
             raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
         job_id = str(uuid.uuid4()) if job_id is None else canonical_id(job_id)
         blob = to_json(dict(payload), what="payload")
-        reply = self._call(
-            "create",
-            job_id,
-            "creating a job",
-            {"type": job_type, "max_attempts": max_attempts},
-            blob,
-        )
-        return self._job(job_id, reply)
+        args = {
+            "type": job_type,
+            "queue": queue or self.keys.queue(job_type),
+            "max_attempts": max_attempts,
+            "dispatch_ms": self.outbox_ms,
+        }
+        return self._job(job_id, self._call("create", job_id, "creating a job", args, blob))
 
     def transition(
         self,
@@ -222,6 +251,7 @@ class JobStore:
         expected: Iterable[State] | None = None,
         result: Any = None,
         error: ErrorInfo | None = None,
+        retry_in: float | None = None,
     ) -> Job:
         """Move the job to ``to`` if the state machine and the lease allow it; atomically.
 
@@ -233,6 +263,7 @@ class JobStore:
         :param expected: states the caller believes the job is in; any other is refused.
         :param result: stored as the job's result (JSON-serializable or a pydantic model).
         :param error: stored as the job's error.
+        :param retry_in: for RETRYING, seconds until the sweep publishes the next attempt.
         :raises IllegalTransitionError: the table (or ``expected``) forbids the move.
         :raises StaleLeaseError: ``fence`` is not the live lease, or a running job was
             moved without one.
@@ -252,19 +283,64 @@ class JobStore:
             args["expected"] = sorted(State(s).value for s in expected)
         if error is not None:
             args["error"] = error.model_dump_json()
+        if retry_in is not None:
+            args["retry_ms"] = _millis(retry_in)
         blob = "" if result is None else to_json(result, what="result")
         reply = self._call("transition", job_id, f"moving a job to {to}", args, blob, target=to)
-        return self._notify(self._job(job_id, reply))
+        return self._moved(job_id, reply)
 
     def cancel(self, job_id: str) -> CancelResult:
         """Ask for the job to be cancelled (DESIGN section 5's DELETE, every case)."""
         job_id = canonical_id(job_id)
         reply = self._call("cancel", job_id, "cancelling a job", target=State.CANCELLED)
-        outcome = CancelOutcome(reply[1])
-        job = self._job(job_id, reply[2])
-        if outcome is CancelOutcome.CANCELLED:
-            self._notify(job)
-        return CancelResult(outcome, job)
+        return CancelResult(CancelOutcome(reply[1]), self._moved(job_id, reply))
+
+    def start(self, job_id: str, attempt: int, owner: str) -> StartResult:
+        """Begin ``attempt`` under a new lease held by ``owner``, if this message is still due.
+
+        One atomic step decides what a delivered message means: a job in CREATED or
+        RETRYING whose previous attempt is ``attempt - 1`` starts; a RUNNING job whose
+        lease is alive is a duplicate; a RUNNING job whose lease expired lost its
+        worker, so that attempt fails ("worker lost") and the next one starts, or the
+        job fails when no attempt is left; anything else is stale or finished.
+
+        :raises JobNotFoundError: unknown id.
+        """
+        job_id = canonical_id(job_id)
+        args = {
+            "attempt": attempt,
+            "owner": owner,
+            "lease_ms": self.lease_ms,
+            "lost_error": WORKER_LOST.model_dump_json(),
+        }
+        reply = self._call("start", job_id, "starting a job", args, target=State.RUNNING)
+        return StartResult(reply[1] == "started", reply[2], self._moved(job_id, reply))
+
+    def claim_due(self, *, limit: int = 100, visibility_seconds: float = 30.0) -> list[Claim]:
+        """Claim the jobs the sweep must publish now (safe from many processes at once).
+
+        Due outbox and retry entries come with the attempt their message starts; running
+        jobs whose lease expired come with their current attempt, so the receiving
+        worker takes them over. Each claim hides its entry for ``visibility_seconds``.
+        """
+        args = {
+            "limit": limit,
+            "visibility_ms": _millis(visibility_seconds),
+            "job_stem": f"{self.keys.prefix}:job:",
+        }
+        reply = self._call("claim", "", "claiming due jobs", args)
+        return [Claim(job_id, queue, int(attempt)) for job_id, queue, attempt in reply[1]]
+
+    def dispatched(self, sent: Iterable[tuple[str, int]]) -> None:
+        """Take jobs out of the outbox once the broker confirmed their messages.
+
+        :param sent: ``(job id, attempt)`` of each confirmed message.
+        """
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id, attempt in sent:
+                self._call("dispatched", job_id, "", {"attempt": attempt}, client=pipe)
+            with redis_errors("confirming dispatched jobs"):
+                pipe.execute()
 
     def renew_lease(self, job_id: str, owner: str) -> LeaseStatus:
         """Extend the running attempt's lease; also reads its cancel flag in the same trip.
@@ -298,6 +374,7 @@ class JobStore:
         blob: str = "",
         *,
         target: State | None = None,
+        client: redis.client.Pipeline | None = None,
     ) -> Any:
         keys = self.keys
         small = {k: v for k, v in (args or {}).items() if v is not None}
@@ -309,6 +386,7 @@ class JobStore:
                     keys.sequence,
                     keys.index_all,
                     keys.leases,
+                    keys.dispatch,
                 ],
                 args=[
                     op,
@@ -319,7 +397,10 @@ class JobStore:
                     json.dumps(small, separators=(",", ":")),
                     blob,
                 ],
+                client=client,
             )
+        if client is not None:
+            return None
         if reply[0] == "err":
             raise _refusal(
                 job_id, reply[1:], target, presented=small.get("fence", small.get("owner"))
@@ -330,14 +411,39 @@ class JobStore:
     def _job(job_id: str, reply: list[Any]) -> Job:
         return decode_job(job_id, reply[1], reply[2])
 
-    def _notify(self, job: Job) -> Job:
-        if self._observer is not None and len(job.history) >= 2:
+    def _moved(self, job_id: str, reply: list[Any]) -> Job:
+        """Decode a write's document and tell the observer of each move it made."""
+        job = self._job(job_id, reply[3])
+        moves = int(reply[4])
+        if self._observer is None or not moves:
+            return job
+        history = job.history
+        for end in range(len(history) - moves, len(history)):
+            # Each observer call sees the job as it was right after that move.
+            at_move = job if end == len(history) - 1 else _as_of(job, end)
             try:
-                self._observer(job, job.history[-2].state, job.state)
+                self._observer(at_move, history[end - 1].state, history[end].state)
             except Exception:
                 # The transition is persisted; an observer's bug must not look like its failure.
                 logger.exception("transition observer failed for job %s", job.id)
         return job
+
+
+def _millis(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _as_of(job: Job, entry: int) -> Job:
+    return job.model_copy(
+        update={"state": job.history[entry].state, "history": job.history[: entry + 1]}
+    )
+
+
+WORKER_LOST = ErrorInfo(
+    type="WorkerLost",
+    message="the worker running this attempt stopped renewing its lease (it died or hung)",
+    retryable=True,
+)
 
 
 def _refusal(
