@@ -6,6 +6,7 @@ import copy
 import functools
 import inspect
 import math
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,18 @@ class JobType:
         :raises pydantic.ValidationError: listing each error with its path.
         """
         return self.payload.model_validate(data)
+
+    def retry_delay(self, attempt: int, *, rng: random.Random | None = None) -> float:
+        """Seconds to wait before the attempt after ``attempt`` (the one that just failed).
+
+        Exponential: ``retry_backoff * 2 ** (attempt - 1)``, capped at ``retry_backoff_max``;
+        with jitter, a random point in the upper half of that, so retries of many jobs
+        spread out while the spacing still grows.
+        """
+        delay = min(self.retry_backoff_max, self.retry_backoff * 2.0 ** max(0, attempt - 1))
+        if self.retry_jitter:
+            delay *= (rng or random).uniform(0.5, 1.0)
+        return delay
 
     def _fail(self, field_name: str, value: object, fix: str) -> NoReturn:
         label = self.name if isinstance(self.name, str) else "?"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import random
 from typing import Any
 
 import pydantic
@@ -214,3 +215,30 @@ def test_equal_declarations_are_equal_and_hashable() -> None:
     assert make() == make()
     assert hash(make()) == hash(make())
     assert make() != make(max_attempts=4)
+
+
+def test_retry_delay_grows_exponentially_up_to_the_cap() -> None:
+    plain = JobType(
+        name="t.backoff",
+        payload=_BackoffPayload,
+        execute=_backoff_execute,
+        retry_backoff=0.5,
+        retry_backoff_max=3.0,
+        retry_jitter=False,
+    )
+    assert [plain.retry_delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    jittered = dataclasses.replace(plain, retry_jitter=True)
+    rng = random.Random(7)
+    for attempt, full in enumerate([0.5, 1.0, 2.0, 3.0], start=1):
+        delays = [jittered.retry_delay(attempt, rng=rng) for _ in range(200)]
+        assert min(delays) >= full / 2
+        assert max(delays) <= full
+        assert len(set(delays)) > 100, "jitter must spread the delays"
+
+
+class _BackoffPayload(BaseModel):
+    pass
+
+
+def _backoff_execute(payload: _BackoffPayload, token: CancellationToken) -> None:
+    """Does nothing."""
