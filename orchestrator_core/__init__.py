@@ -8,6 +8,7 @@ Plugin authors import everything they need from here::
 from orchestrator_core.cancellation import CancellationToken
 from orchestrator_core.exceptions import (
     AttemptsExhaustedError,
+    BrokerUnavailableError,
     ConfigurationError,
     CorruptJobError,
     DuplicateJobTypeError,
@@ -38,6 +39,7 @@ __all__ = [
     "TERMINAL_STATES",
     "TRANSITIONS",
     "AttemptsExhaustedError",
+    "BrokerUnavailableError",
     "CancellationToken",
     "ConfigurationError",
     "CorruptJobError",

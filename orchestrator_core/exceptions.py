@@ -189,3 +189,11 @@ class StoreUnavailableError(OrchestratorError):
     For a write, the outcome is unknown: the command may or may not have been applied,
     so a caller re-reads the job before deciding anything.
     """
+
+
+class BrokerUnavailableError(OrchestratorError):
+    """Raised when the broker cannot be reached or does not confirm a publish in time.
+
+    The message may or may not have been queued; the job stays in the outbox, so the
+    sweep publishes it again and the worker drops any duplicate.
+    """

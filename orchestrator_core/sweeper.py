@@ -1,0 +1,69 @@
+"""The sweep: publishes what the outbox and the retry schedule say is due, and lost jobs.
+
+Safe to run in any number of processes at once: each due entry is claimed atomically
+in Redis, and a message sent twice is dropped by the worker that receives it second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from orchestrator_core.broker import Publisher
+from orchestrator_core.exceptions import BrokerUnavailableError, StoreUnavailableError
+from orchestrator_core.store import JobStore
+
+logger = logging.getLogger(__name__)
+
+
+class Sweeper:
+    """Publishes due jobs: new ones whose publish was never confirmed, retries whose
+    backoff is over, and running ones whose lease expired (their worker is gone)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        publisher: Publisher,
+        *,
+        batch: int = 100,
+        visibility_seconds: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.batch = batch
+        self.visibility_seconds = visibility_seconds
+
+    def sweep_once(self) -> int:
+        """Publish one batch of due jobs; returns how many messages were confirmed.
+
+        A publish that fails leaves its claim to expire, so the job is tried again
+        after the visibility window.
+        """
+        claims = self.store.claim_due(limit=self.batch, visibility_seconds=self.visibility_seconds)
+        sent: list[tuple[str, int]] = []
+        try:
+            for claim in claims:
+                self.publisher.publish(claim.job_id, claim.attempt, claim.queue)
+                sent.append((claim.job_id, claim.attempt))
+        except BrokerUnavailableError:
+            logger.warning(
+                "sweep published %d of %d due jobs", len(sent), len(claims), exc_info=True
+            )
+        if sent:
+            self.store.dispatched(sent)
+            logger.info("sweep published %d due jobs", len(sent))
+        return len(sent)
+
+    def run(self, stop: threading.Event, *, interval: float) -> None:
+        """Sweep every ``interval`` seconds (at once again after a full batch) until ``stop``."""
+        while not stop.is_set():
+            try:
+                full = self.sweep_once() >= self.batch
+            except (StoreUnavailableError, BrokerUnavailableError):
+                logger.warning("sweep failed; trying again in %.1f s", interval, exc_info=True)
+                full = False
+            except Exception:
+                logger.exception("sweep failed unexpectedly; trying again in %.1f s", interval)
+                full = False
+            if not full:
+                stop.wait(interval)
