@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from orchestrator_core.exceptions import ConfigurationError
+from orchestrator_core.exceptions import ConfigurationError, UnknownJobTypeError
 from orchestrator_core.job_type import JobType
 from orchestrator_core.plugins import Plugins, load_plugins
 from orchestrator_core.settings import load_settings
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_plugins(commands)
+    _add_worker(commands)
     return parser
 
 
@@ -67,6 +69,59 @@ def _add_plugins(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     command.add_argument("--json", action="store_true", help="print one JSON object")
     command.set_defaults(handler=_plugins)
+
+
+def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "worker",
+        help="run jobs of the installed job types",
+        description="Consume the queues of the job types installed here (or only those "
+        "given) and run their jobs; also sweeps due retries and lost jobs.",
+    )
+    command.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="jobs run at once, one process each (default: the number of CPUs)",
+    )
+    command.add_argument(
+        "--types",
+        type=_names,
+        default=None,
+        metavar="A,B",
+        help="comma-separated job types to serve (default: all installed)",
+    )
+    command.set_defaults(handler=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker.main import run_worker  # the worker's dependencies load only for this command
+
+    try:
+        return run_worker(
+            load_settings(),
+            concurrency=args.concurrency,
+            types=args.types,
+            loglevel=args.log_level if args.log_level != "WARNING" else "INFO",
+        )
+    except UnknownJobTypeError as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one job type")
+    return names
 
 
 def _plugins(args: argparse.Namespace) -> int:

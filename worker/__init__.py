@@ -1,0 +1,1 @@
+"""The worker: a Celery application that runs each job through its plugin."""

@@ -1,0 +1,40 @@
+"""The worker's Celery application: one generic task, ``run_job(job_id, attempt)``."""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeGuard
+
+from celery import Celery
+
+from orchestrator_core import Plugins, Settings
+from orchestrator_core.broker import TASK_NAME, make_celery
+from worker.runtime import runtime
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, plugins: Plugins) -> Celery:
+    """The Celery app of a worker that runs the given plugins' job types."""
+    app = make_celery(settings, "orchestrator-worker")
+
+    @app.task(name=TASK_NAME, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    def run_job(
+        job_id: object = None, attempt: object = 1, *args: object, **kwargs: object
+    ) -> None:
+        """Run one attempt of a job; the message carries ids only, the job lives in Redis."""
+        if args or kwargs or not isinstance(job_id, str) or not _is_attempt(attempt):
+            # Not a message we sent: never crash, never run anything, leave a trace.
+            logger.error(
+                "dropping malformed job message: args=%r kwargs=%r",
+                (job_id, attempt, *args),
+                kwargs,
+            )
+            return
+        runtime(settings, plugins).runner.run(job_id, attempt)
+
+    return app
+
+
+def _is_attempt(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -1,0 +1,77 @@
+"""``orchestrator worker``: consume the queues of the installed job types and run their jobs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+
+from orchestrator_core import Settings, UnknownJobTypeError, load_plugins
+from orchestrator_core.broker import Publisher, dead_letter_queue, job_queue, queue_name
+from orchestrator_core.keys import Keys
+from orchestrator_core.store import JobStore
+from orchestrator_core.sweeper import Sweeper
+from worker.app import create_app
+
+logger = logging.getLogger(__name__)
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int,
+    types: Sequence[str] | None = None,
+    loglevel: str = "INFO",
+) -> int:
+    """Start a worker in this process and block until it stops; returns its exit status.
+
+    :param types: job-type names to serve (default: every installed type).
+    :raises UnknownJobTypeError: a name in ``types`` is not installed here.
+    """
+    plugins = load_plugins(allow=settings.plugins)
+    names = list(plugins.job_types) if not types else list(types)
+    served = [plugins.get(name).job_type for name in names]
+    if not served:
+        raise UnknownJobTypeError("(any)", [])
+    keys = Keys(settings.prefix)
+    queues = sorted({queue_name(keys, job_type) for job_type in served})
+    app = create_app(settings, plugins)
+    app.conf.task_queues = [job_queue(keys, name) for name in queues]
+    with app.connection_for_write() as connection:
+        dead_letter_queue(keys)(connection.default_channel).declare()
+
+    stop = threading.Event()
+    sweeper = Sweeper(
+        JobStore.from_settings(settings),
+        Publisher.from_settings(settings),
+        visibility_seconds=settings.lease_seconds,
+    )
+    sweeping = threading.Thread(
+        target=sweeper.run,
+        args=(stop,),
+        kwargs={"interval": settings.sweep_interval_seconds},
+        name="sweeper",
+        daemon=True,
+    )
+    sweeping.start()
+    logger.info("serving %s on queues %s", ", ".join(names), ", ".join(queues))
+    worker = app.Worker(
+        hostname=f"orchestrator-{os.getpid()}@{socket.gethostname()}",
+        concurrency=concurrency,
+        pool_cls="prefork",
+        loglevel=loglevel,
+        queues=queues,
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+        optimization="fair",
+        quiet=True,
+    )
+    try:
+        worker.start()
+    finally:
+        stop.set()
+        sweeping.join(timeout=5)
+    return int(worker.exitcode or 0)

@@ -1,0 +1,227 @@
+"""Runs one job message through its plugin and stores the outcome (DESIGN section 3).
+
+Every write goes through the store's fenced transitions: an attempt that lost its
+lease to a newer one cannot store anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator_core import (
+    CancellationToken,
+    ErrorInfo,
+    JobCancelled,
+    JobType,
+    PermanentError,
+    Plugins,
+    State,
+)
+from orchestrator_core.exceptions import (
+    CorruptJobError,
+    JobNotFoundError,
+    SerializationError,
+    StaleLeaseError,
+    StoreUnavailableError,
+    UnknownJobTypeError,
+)
+from orchestrator_core.store import JobStore
+from worker.supervisor import Attempt, Supervisor
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE = 2000
+ESCALATED_EXIT = 75
+"""Exit status of a worker process that stopped an attempt which ignored its token."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the state machine records it."""
+
+    state: State
+    result: Any = None
+    error: ErrorInfo | None = None
+    reason: str | None = None
+
+
+def _error(exc: BaseException, *, retryable: bool) -> ErrorInfo:
+    return ErrorInfo(type=type(exc).__name__, message=str(exc)[:MAX_MESSAGE], retryable=retryable)
+
+
+def _failed(error_type: str, message: str) -> Outcome:
+    error = ErrorInfo(type=error_type, message=message[:MAX_MESSAGE], retryable=False)
+    return Outcome(State.FAILED, error=error, reason=error_type)
+
+
+def _timed_out(job_type: JobType) -> Outcome:
+    error = ErrorInfo(
+        type="Timeout",
+        message=f"the attempt ran past its {job_type.timeout} s timeout",
+        retryable=True,
+    )
+    return Outcome(State.RETRYING, error=error, reason="timeout")
+
+
+def classify(job_type: JobType, payload: Any, token: CancellationToken) -> Outcome:
+    """Call ``execute`` and name its outcome."""
+    try:
+        if job_type.is_async:
+            value = asyncio.run(job_type.execute(payload, token))
+        else:
+            value = job_type.execute(payload, token)
+    except PermanentError as exc:
+        return Outcome(State.FAILED, error=_error(exc, retryable=False), reason="permanent error")
+    except (Exception, SystemExit) as exc:
+        # Once the token fired, whatever execute raises is how it stopped.
+        if token.reason == "cancelled":
+            return Outcome(State.CANCELLED, reason="cancelled")
+        if token.reason == "timeout":
+            return _timed_out(job_type)
+        if isinstance(exc, JobCancelled):
+            exc = RuntimeError("execute raised JobCancelled although the job was not cancelled")
+        return Outcome(State.RETRYING, error=_error(exc, retryable=True), reason="attempt failed")
+    return Outcome(State.COMPLETED, result=value)
+
+
+class Runner:
+    """Turns a delivered ``(job_id, attempt)`` message into one supervised attempt."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        plugins: Plugins,
+        *,
+        worker_name: str,
+        lease_seconds: float,
+        grace_seconds: float,
+    ) -> None:
+        self.store = store
+        self.plugins = plugins
+        self.worker_name = worker_name
+        self.grace_seconds = grace_seconds
+        self.lease_seconds = lease_seconds
+        self.supervisor = Supervisor(
+            store,
+            lease_seconds=lease_seconds,
+            grace_seconds=grace_seconds,
+            on_escalate=self._escalate,
+        )
+
+    def run(self, job_id: str, attempt: int) -> None:
+        owner = f"{self.worker_name}:{uuid.uuid4().hex[:12]}"
+        try:
+            start = self.store.start(job_id, attempt, owner)
+        except JobNotFoundError:
+            logger.warning("dropping a message for unknown job %r", job_id)
+            return
+        except CorruptJobError:
+            logger.exception("dropping a message for malformed job %r", job_id)
+            return
+        if not start.started:
+            logger.info("dropping message for job %s attempt %d: %s", job_id, attempt, start.reason)
+            return
+        job = start.job
+        current = Attempt(job=job, owner=owner)
+        try:
+            job_type = self.plugins.get(job.type).job_type
+        except UnknownJobTypeError as exc:
+            self._store_outcome(
+                current, None, _failed("UnknownJobType", f"{exc} (on {self.worker_name})")
+            )
+            return
+        try:
+            payload = job_type.validate_payload(job.payload)
+        except ValidationError as exc:
+            self._store_outcome(current, job_type, _failed("PayloadInvalid", str(exc)))
+            return
+        current.timeout = job_type.timeout
+        self.supervisor.begin(current)
+        try:
+            outcome = classify(job_type, payload, current.token)
+        finally:
+            self.supervisor.end(current)
+        if not current.finish():
+            _wait_for_exit()  # the supervisor is storing the escalated outcome and ending us
+        self.supervisor.flush_progress(current)
+        self._store_outcome(current, job_type, outcome)
+
+    def _escalate(self, attempt: Attempt) -> None:
+        """``execute`` ignored its fired token past the grace: store the outcome, stop it."""
+        if not attempt.finish():
+            return
+        job_type = self.plugins.job_types[attempt.job.type].job_type
+        if attempt.token.reason == "timeout":
+            outcome = _timed_out(job_type)
+        else:
+            outcome = Outcome(State.CANCELLED, reason="cancelled")
+        ignored = f"execute ignored its token for {self.grace_seconds:g} s; the worker stopped it"
+        outcome = Outcome(outcome.state, error=outcome.error, reason=f"{outcome.reason}: {ignored}")
+        logger.error("job %s attempt %d: %s", attempt.job.id, attempt.job.attempts, ignored)
+        self._store_outcome(attempt, job_type, outcome)
+        # Threads cannot be killed: ending the process is what frees the slot. The pool
+        # starts a fresh process, and the redelivered message finds the job settled.
+        logging.shutdown()
+        os._exit(ESCALATED_EXIT)
+
+    def _store_outcome(self, attempt: Attempt, job_type: JobType | None, outcome: Outcome) -> None:
+        job = attempt.job
+        retry_in = None
+        if outcome.state is State.RETRYING:
+            if job.attempts >= job.max_attempts or job_type is None:
+                outcome = Outcome(State.FAILED, error=outcome.error, reason="attempts exhausted")
+            else:
+                retry_in = job_type.retry_delay(job.attempts)
+        deadline = time.monotonic() + self.lease_seconds
+        while True:
+            try:
+                self._transition(attempt, outcome, retry_in)
+                return
+            except StaleLeaseError:
+                logger.warning(
+                    "job %s attempt %d lost its lease; its outcome (%s) is discarded",
+                    job.id,
+                    job.attempts,
+                    outcome.state,
+                )
+                return
+            except StoreUnavailableError:
+                if time.monotonic() > deadline:
+                    # The lease runs out and the sweep hands the job to another attempt.
+                    logger.exception("job %s: outcome %s not stored", job.id, outcome.state)
+                    return
+                logger.warning("job %s: Redis unavailable, retrying the outcome", job.id)
+                time.sleep(0.5)
+
+    def _transition(self, attempt: Attempt, outcome: Outcome, retry_in: float | None) -> None:
+        job = attempt.job
+        try:
+            self.store.transition(
+                job.id,
+                outcome.state,
+                fence=attempt.owner,
+                reason=outcome.reason,
+                result=outcome.result,
+                error=outcome.error,
+                retry_in=retry_in,
+            )
+        except SerializationError as exc:
+            failed = _failed("ResultNotSerializable", str(exc))
+            self.store.transition(
+                job.id, State.FAILED, fence=attempt.owner, reason=failed.reason, error=failed.error
+            )
+        level = logging.INFO if outcome.state is State.COMPLETED else logging.WARNING
+        logger.log(level, "job %s attempt %d: %s", job.id, job.attempts, outcome.state)
+
+
+def _wait_for_exit() -> None:
+    while True:
+        time.sleep(3600)

@@ -1,0 +1,51 @@
+"""What each worker process builds once for itself: Redis clients, listener, runner.
+
+Built lazily on the first message in each process, since a prefork pool forks its
+processes and connections must not cross a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from orchestrator_core import Plugins, Settings
+from orchestrator_core.store import JobStore
+from worker.listener import CancelListener
+from worker.runner import Runner
+
+
+@dataclass(frozen=True)
+class Runtime:
+    pid: int
+    store: JobStore
+    runner: Runner
+    listener: CancelListener
+
+
+_current: Runtime | None = None
+
+
+def runtime(settings: Settings, plugins: Plugins) -> Runtime:
+    """This process's runtime, built on first use (and again after a fork)."""
+    global _current
+    if _current is None or _current.pid != os.getpid():
+        _current = _build(settings, plugins)
+    return _current
+
+
+def _build(settings: Settings, plugins: Plugins) -> Runtime:
+    store = JobStore.from_settings(settings, observer=plugins.notify_transitioned)
+    runner = Runner(
+        store,
+        plugins,
+        worker_name=f"{socket.gethostname()}:{os.getpid()}",
+        lease_seconds=settings.lease_seconds,
+        grace_seconds=settings.cancel_grace_seconds,
+    )
+    listener = CancelListener(
+        store.redis, store.keys.cancel_channel, on_cancel=runner.supervisor.cancel
+    )
+    listener.start()
+    return Runtime(os.getpid(), store, runner, listener)

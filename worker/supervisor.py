@@ -1,0 +1,188 @@
+"""The watch kept over the attempt a worker process is running.
+
+One thread per process renews the attempt's lease (reading the cancel flag on the
+same trip, the fallback for a missed pub/sub message), fires the token when the
+timeout expires, flushes reported progress, and, when ``execute`` ignores a fired
+token for longer than the grace period, hands the attempt to an escalation
+callback that stores the outcome and ends the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from orchestrator_core import CancellationToken, Job, Progress
+from orchestrator_core.exceptions import StaleLeaseError, StoreUnavailableError
+from orchestrator_core.store import JobStore
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 0.2
+"""Seconds between progress writes, however often execute reports."""
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One running attempt: the job as it started, the lease it holds, and its token."""
+
+    job: Job
+    owner: str
+    timeout: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    lost: bool = False
+    """Set when the lease turned out to belong to someone else: the outcome is moot."""
+    fired_at: float | None = None
+    """When the token fired (monotonic clock); the grace period counts from here."""
+    token: CancellationToken = field(init=False)
+    _progress: Progress | None = None
+    _finished: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.token = CancellationToken(
+            self.job.id, self.job.attempts, on_progress=self.set_progress
+        )
+
+    def finish(self) -> bool:
+        """Claim the right to store the outcome; only the first caller gets True."""
+        with self._lock:
+            if self._finished:
+                return False
+            self._finished = True
+            return True
+
+    def set_progress(self, fraction: float | None, message: str | None) -> None:
+        with self._lock:
+            self._progress = Progress(fraction=fraction, message=message)
+
+    def take_progress(self) -> Progress | None:
+        with self._lock:
+            progress, self._progress = self._progress, None
+            return progress
+
+
+class Supervisor:
+    """Keeps watch over at most one attempt at a time (a worker process runs one job)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        lease_seconds: float,
+        grace_seconds: float,
+        on_escalate: Callable[[Attempt], None],
+    ) -> None:
+        self._store = store
+        self._renew_every = lease_seconds / 3
+        self._grace = grace_seconds
+        self._on_escalate = on_escalate
+        self._cond = threading.Condition()
+        self._current: Attempt | None = None
+        self._thread = threading.Thread(target=self._run, name="attempt-supervisor", daemon=True)
+        self._thread.start()
+
+    def begin(self, attempt: Attempt) -> None:
+        with self._cond:
+            self._current = attempt
+            self._cond.notify()
+        if attempt.job.cancel_requested:
+            self.fire(attempt, "cancelled")  # the cancel request raced the start
+
+    def end(self, attempt: Attempt) -> None:
+        with self._cond:
+            if self._current is attempt:
+                self._current = None
+
+    def cancel(self, job_id: str) -> None:
+        """A cancel request for ``job_id`` arrived; fire the token if that job runs here."""
+        with self._cond:
+            attempt = self._current
+        if attempt is not None and attempt.job.id == job_id:
+            self.fire(attempt, "cancelled")
+
+    def fire(self, attempt: Attempt, reason: str) -> None:
+        if attempt.token.cancel(reason):
+            logger.info(
+                "job %s attempt %d: token fired (%s)", attempt.job.id, attempt.job.attempts, reason
+            )
+            with self._cond:
+                attempt.fired_at = time.monotonic()
+                self._cond.notify()
+
+    def flush_progress(self, attempt: Attempt) -> None:
+        progress = attempt.take_progress()
+        if progress is None:
+            return
+        try:
+            self._store.report_progress(attempt.job.id, attempt.owner, progress)
+        except StaleLeaseError:
+            self._lost(attempt)
+        except StoreUnavailableError:
+            logger.warning("job %s: progress not stored, Redis unavailable", attempt.job.id)
+
+    def _run(self) -> None:
+        renew_at = flush_at = 0.0
+        watched: Attempt | None = None
+        while True:
+            with self._cond:
+                while self._current is None:
+                    self._cond.wait()
+                attempt = self._current
+                now = time.monotonic()
+                if attempt is not watched:
+                    watched = attempt
+                    renew_at, flush_at = now + self._renew_every, now + PROGRESS_EVERY
+                deadlines = [renew_at, flush_at]
+                if attempt.timeout is not None and not attempt.token.cancelled:
+                    deadlines.append(attempt.started + attempt.timeout)
+                if attempt.fired_at is not None:
+                    deadlines.append(attempt.fired_at + self._grace)
+                wait = min(deadlines) - now
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+            # Redis calls and escalation happen outside the lock.
+            if now >= renew_at:
+                renew_at = now + self._renew(attempt)
+            if now >= flush_at:
+                self.flush_progress(attempt)
+                flush_at = now + PROGRESS_EVERY
+            if attempt.timeout is not None and now >= attempt.started + attempt.timeout:
+                self.fire(attempt, "timeout")
+            fired_at = attempt.fired_at
+            if fired_at is not None and now >= fired_at + self._grace:
+                self._escalate(attempt)
+
+    def _renew(self, attempt: Attempt) -> float:
+        """Renew the lease; returns the seconds until the next renewal."""
+        try:
+            status = self._store.renew_lease(attempt.job.id, attempt.owner)
+        except StaleLeaseError:
+            self._lost(attempt)
+            return self._renew_every
+        except StoreUnavailableError:
+            logger.warning("job %s: lease not renewed, Redis unavailable", attempt.job.id)
+            return min(1.0, self._renew_every)
+        if status.cancel_requested:
+            self.fire(attempt, "cancelled")
+        return self._renew_every
+
+    def _lost(self, attempt: Attempt) -> None:
+        if not attempt.lost:
+            attempt.lost = True
+            logger.warning(
+                "job %s attempt %d lost its lease to another worker; stopping it",
+                attempt.job.id,
+                attempt.job.attempts,
+            )
+        self.fire(attempt, "cancelled")
+
+    def _escalate(self, attempt: Attempt) -> None:
+        with self._cond:
+            if self._current is attempt:
+                self._current = None
+        self._on_escalate(attempt)
