@@ -8,11 +8,14 @@ payload stays in Redis.
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 from typing import Any
 
 from amqp.exceptions import AMQPError
+from amqp.exceptions import ConnectionError as AMQPConnectionError
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu import Exchange, Producer, Queue
 from kombu.exceptions import KombuError
 
 from orchestrator_core.exceptions import BrokerUnavailableError
@@ -26,6 +29,7 @@ TASK_NAME = "orchestrator.run_job"
 """The one task every job message is sent as."""
 
 HEARTBEAT_SECONDS = 10
+PERSISTENT = 2
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -86,13 +90,22 @@ def job_queue(keys: Keys, name: str) -> Queue:
 
 
 class Publisher:
-    """Sends job messages and waits for the broker's confirm, within a bounded time."""
+    """Sends job messages and waits for the broker's confirm, within a bounded time.
+
+    Each thread publishes on a connection of its own (kombu connections are not
+    thread-safe), opened on first use and replaced after any error. A publish that
+    fails on a connection the broker dropped while it sat idle is tried once more on
+    a fresh one: a duplicate message is harmless, the worker drops it.
+    """
 
     def __init__(self, app: Celery, *, keys: Keys, timeout: float) -> None:
         self.app = app
         self.keys = keys
         self.timeout = timeout
         self._dead_letters = dead_letter_queue(keys)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: set[Any] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, app: Celery | None = None) -> Publisher:
@@ -107,25 +120,72 @@ class Publisher:
 
         :raises BrokerUnavailableError: the broker is down, hung, or did not confirm.
         """
+        headers, properties, body, _ = self.app.amqp.as_task_v2(
+            str(uuid.uuid4()), TASK_NAME, args=[job_id, attempt], ignore_result=True
+        )
         target = job_queue(self.keys, queue)
-        try:
-            self.app.send_task(
-                TASK_NAME,
-                args=[job_id, attempt],
-                queue=target,
-                routing_key=queue,
-                declare=[self._dead_letters, target],
-                retry=False,
-                timeout=self.timeout,
-                confirm_timeout=self.timeout,
-                ignore_result=True,
-            )
-        except (KombuError, AMQPError, OSError) as exc:
-            # The pooled connection may be half-open now; start the next publish afresh.
-            self.app.pool.force_close_all()
-            raise BrokerUnavailableError(
-                f"could not queue job {job_id} on {queue}: {type(exc).__name__}: {exc}"
-            ) from exc
+        for last_try in (False, True):
+            producer = self._producer()
+            try:
+                producer.publish(
+                    body,
+                    exchange=target.exchange,
+                    routing_key=queue,
+                    serializer="json",
+                    delivery_mode=PERSISTENT,
+                    headers=headers,
+                    declare=[self._dead_letters, target],
+                    retry=False,
+                    timeout=self.timeout,
+                    confirm_timeout=self.timeout,
+                    **properties,
+                )
+                return
+            except (KombuError, AMQPError, OSError) as exc:
+                self._discard()
+                if last_try or not _stale_connection(exc):
+                    raise BrokerUnavailableError(
+                        f"could not queue job {job_id} on {queue}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                logger.info("broker connection went stale; publishing again on a new one")
 
     def close(self) -> None:
-        self.app.pool.force_close_all()
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            connection.collect()
+
+    def _producer(self) -> Any:
+        producer = getattr(self._local, "producer", None)
+        if producer is None:
+            # Publishing never reads from the socket, so AMQP heartbeats could not be
+            # serviced; keepalive covers a dead peer instead.
+            connection = self.app.connection_for_write(heartbeat=0)
+            try:
+                connection.ensure_connection(max_retries=1, timeout=self.timeout)
+            except (KombuError, AMQPError, OSError) as exc:
+                connection.collect()
+                raise BrokerUnavailableError(
+                    f"cannot connect to the broker: {type(exc).__name__}: {exc}"
+                ) from exc
+            producer = Producer(connection.default_channel)
+            self._local.producer = producer
+            with self._lock:
+                self._connections.add(connection)
+        return producer
+
+    def _discard(self) -> None:
+        producer = getattr(self._local, "producer", None)
+        self._local.producer = None
+        if producer is not None:
+            connection = producer.connection
+            with self._lock:
+                self._connections.discard(connection)
+            connection.collect()
+
+
+def _stale_connection(exc: BaseException) -> bool:
+    """An error of a connection the broker closed earlier, rather than of this publish."""
+    return isinstance(exc, ConnectionError | AMQPConnectionError) and not isinstance(
+        exc, TimeoutError
+    )
