@@ -177,7 +177,8 @@ class Runner:
         retry_in = None
         if outcome.state is State.RETRYING:
             if job.attempts >= job.max_attempts or job_type is None:
-                outcome = Outcome(State.FAILED, error=outcome.error, reason="attempts exhausted")
+                reason = f"attempts exhausted: {outcome.reason}"
+                outcome = Outcome(State.FAILED, error=outcome.error, reason=reason)
             else:
                 retry_in = job_type.retry_delay(job.attempts)
         deadline = time.monotonic() + self.lease_seconds

@@ -1,0 +1,73 @@
+"""Real worker processes on the machine's RabbitMQ and Redis, each test under its own prefix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from harness import ALLOWED, FIXTURES, Jobs, Workers
+from kombu import Connection
+
+from orchestrator_core import load_plugins
+from orchestrator_core.broker import Publisher, queue_name
+from orchestrator_core.settings import Settings, load_settings
+from orchestrator_core.store import JobStore
+
+
+@pytest.fixture
+def worker_settings(
+    settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    monkeypatch.syspath_prepend(str(FIXTURES))  # the misbehaving job types, found by entry point
+    configured = load_settings(
+        prefix=settings.prefix,
+        lease_seconds=1.0,
+        cancel_grace_seconds=0.5,
+        sweep_interval_seconds=0.1,
+        plugins=",".join(ALLOWED),
+    )
+    with Connection(configured.broker_url, connect_timeout=5) as connection:
+        try:
+            connection.ensure_connection(max_retries=1)
+        except Exception as exc:
+            if os.environ.get("CI"):
+                pytest.fail(f"RabbitMQ at {configured.broker_url} is required in CI: {exc}")
+            pytest.skip(f"RabbitMQ at {configured.broker_url} is not running: {exc}")
+    yield configured
+    _delete_broker_objects(configured)
+
+
+def _delete_broker_objects(settings: Settings) -> None:
+    store_keys = JobStore.from_settings(settings).keys
+    plugins = load_plugins(allow=list(ALLOWED))
+    queues = {
+        queue_name(store_keys, registered.job_type) for registered in plugins.job_types.values()
+    }
+    queues.add(store_keys.dead_letter_queue)
+    with Connection(settings.broker_url, connect_timeout=5) as connection:
+        channel = connection.channel()
+        for queue in sorted(queues):
+            channel.queue_delete(queue)
+        for exchange in (store_keys.exchange, store_keys.dead_letter_exchange):
+            channel.exchange_delete(exchange)
+
+
+@pytest.fixture
+def workers(worker_settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(worker_settings, tmp_path)
+    yield pool
+    pool.stop_all()
+    for worker in pool.started:
+        print(f"--- {worker.log.name}\n{worker.text()[-6000:]}")
+
+
+@pytest.fixture
+def jobs(worker_settings: Settings) -> Iterator[Jobs]:
+    publisher = Publisher.from_settings(worker_settings)
+    yield Jobs(
+        JobStore.from_settings(worker_settings), publisher, load_plugins(allow=list(ALLOWED))
+    )
+    publisher.close()

@@ -1,0 +1,106 @@
+"""Worker deaths, duplicate deliveries, garbage messages and restarts lose nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from harness import Jobs, Workers
+from kombu import Connection, Exchange, Producer
+
+from orchestrator_core import State
+
+
+def test_a_killed_worker_s_job_completes_as_a_new_attempt_on_another(
+    workers: Workers, jobs: Jobs
+) -> None:
+    first = workers.start()
+    job = jobs.submit("demo.sleep", {"seconds": 1.5, "steps": 3})
+    jobs.wait(job.id, State.RUNNING)
+    workers.start()
+    first.kill()
+    done = jobs.wait(job.id, State.COMPLETED, timeout=30)
+    assert done.attempts == 2
+    assert [(h.state, h.attempt, h.reason) for h in done.history] == [
+        (State.CREATED, 0, None),
+        (State.RUNNING, 1, None),
+        (State.RETRYING, 1, "worker lost"),
+        (State.RUNNING, 2, None),
+        (State.COMPLETED, 2, None),
+    ]
+
+
+def test_a_job_that_kills_its_worker_every_time_ends_failed(workers: Workers, jobs: Jobs) -> None:
+    workers.start()
+    job = jobs.submit("wt.crash", {})
+    failed = jobs.wait(job.id, State.FAILED, timeout=40)
+    assert failed.attempts == 2
+    assert failed.error is not None
+    assert failed.error.type == "WorkerLost"
+    assert failed.history[-1].reason == "attempts exhausted"
+    assert [h.state for h in failed.history].count(State.RUNNING) == 2
+
+
+def test_the_same_message_delivered_twice_executes_once(
+    workers: Workers, jobs: Jobs, tmp_path: Path
+) -> None:
+    workers.start(concurrency=2)
+    marks = tmp_path / "marks.txt"
+    job = jobs.submit("wt.mark", {"path": str(marks)})
+    jobs.publisher.publish(job.id, 1, f"{jobs.store.keys.prefix}.wt.mark")
+    done = jobs.wait(job.id, State.COMPLETED)
+    time.sleep(0.5)  # the duplicate has had every chance to run by now
+    assert marks.read_text().splitlines() == [f"{job.id} 1"]
+    assert done.attempts == 1
+
+
+def test_garbage_messages_never_crash_the_worker(workers: Workers, jobs: Jobs) -> None:
+    worker = workers.start()
+    keys = jobs.store.keys
+    queue = f"{keys.prefix}.demo.echo"
+    exchange = Exchange(keys.exchange, type="direct", durable=True)
+    with Connection(workers.settings.broker_url) as connection:
+        producer = Producer(connection.default_channel, exchange=exchange, routing_key=queue)
+        producer.publish(
+            b"\x00not json", content_type="application/json", content_encoding="binary"
+        )
+        producer.publish({"hello": "world"}, serializer="json")
+        producer.publish(
+            json.dumps([["x"], {}, {}]).encode(),
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={"task": "somebody.elses_task", "id": "1", "lang": "py"},
+        )
+        producer.publish(
+            json.dumps([[12345, "many", "args"], {}, {}]).encode(),
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={"task": "orchestrator.run_job", "id": "2", "lang": "py"},
+        )
+        producer.publish(
+            json.dumps([["4b3c8f36-0000-4000-8000-000000000000", 1], {}, {}]).encode(),
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={"task": "orchestrator.run_job", "id": "3", "lang": "py"},
+        )
+    after = jobs.submit("demo.echo", {"message": "still here"})
+    assert jobs.wait(after.id, State.COMPLETED).result["message"] == "still here"
+    assert worker.process.poll() is None
+    log = worker.text()
+    assert "dropping malformed job message" in log
+    assert "unknown job" in log
+
+
+def test_a_retry_waiting_out_its_backoff_survives_a_restart_of_every_worker(
+    workers: Workers, jobs: Jobs
+) -> None:
+    first = workers.start()
+    job = jobs.submit("wt.flaky", {})
+    jobs.wait(job.id, State.RETRYING)
+    first.kill()
+    workers.start()
+    done = jobs.wait(job.id, State.COMPLETED, timeout=30)
+    assert done.result == {"attempt": 2}
+    retried, restarted = done.history[2].at, done.history[3].at
+    assert (restarted - retried).total_seconds() >= 2.0, "the backoff was not honoured"
