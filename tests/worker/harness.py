@@ -32,6 +32,13 @@ class WorkerProcess:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def pause(self) -> None:
+        """Freeze the worker and its pool, as a long GC pause or a suspended VM would."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the worker and every process of its pool, as a machine crash would."""
         with contextlib.suppress(ProcessLookupError):

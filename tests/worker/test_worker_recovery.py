@@ -90,6 +90,11 @@ def test_garbage_messages_never_crash_the_worker(workers: Workers, jobs: Jobs) -
     log = worker.text()
     assert "dropping malformed job message" in log
     assert "unknown job" in log
+    with Connection(workers.settings.broker_url) as connection:
+        dead = connection.default_channel.queue_declare(keys.dead_letter_queue, passive=True)
+    # Messages that are not ours are kept for inspection rather than dropped silently.
+    assert dead.message_count >= 1
+    assert "unregistered task of type 'somebody.elses_task'" in log
 
 
 def test_a_retry_waiting_out_its_backoff_survives_a_restart_of_every_worker(
@@ -104,3 +109,22 @@ def test_a_retry_waiting_out_its_backoff_survives_a_restart_of_every_worker(
     assert done.result == {"attempt": 2}
     retried, restarted = done.history[2].at, done.history[3].at
     assert (restarted - retried).total_seconds() >= 2.0, "the backoff was not honoured"
+
+
+def test_a_resumed_zombie_cannot_commit_over_the_attempt_that_replaced_it(
+    workers: Workers, jobs: Jobs
+) -> None:
+    zombie = workers.start()
+    job = jobs.submit("demo.sleep", {"seconds": 2, "steps": 4})
+    jobs.wait(job.id, State.RUNNING)
+    zombie.pause()
+    workers.start()
+    done = jobs.wait(job.id, State.COMPLETED, timeout=30)
+    assert done.attempts == 2
+    zombie.resume()
+    deadline = time.monotonic() + 10
+    while "lost its lease" not in zombie.text():
+        assert time.monotonic() < deadline, "the resumed attempt never noticed it was replaced"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert jobs.store.get(job.id) == done, "the zombie's outcome must not be stored"
