@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.2
 """Seconds between progress writes, however often execute reports."""
+EARLY_CANCEL_MEMORY = 5.0
+"""Seconds a cancel for a job not (yet) running here is remembered: the job may have
+started in Redis a moment before this process begins watching it."""
 
 
 @dataclass(eq=False)
@@ -82,6 +85,7 @@ class Supervisor:
         self._on_escalate = on_escalate
         self._cond = threading.Condition()
         self._current: Attempt | None = None
+        self._early: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="attempt-supervisor", daemon=True)
         self._thread.start()
 
@@ -89,8 +93,11 @@ class Supervisor:
         with self._cond:
             self._current = attempt
             self._cond.notify()
-        if attempt.job.cancel_requested:
-            self.fire(attempt, "cancelled")  # the cancel request raced the start
+            # A cancel requested before the start is in the job; one published between
+            # the start in Redis and this moment is in the early cancels.
+            early = self._early.pop(attempt.job.id, None) is not None
+        if early or attempt.job.cancel_requested:
+            self.fire(attempt, "cancelled")
 
     def end(self, attempt: Attempt) -> None:
         with self._cond:
@@ -101,8 +108,14 @@ class Supervisor:
         """A cancel request for ``job_id`` arrived; fire the token if that job runs here."""
         with self._cond:
             attempt = self._current
-        if attempt is not None and attempt.job.id == job_id:
-            self.fire(attempt, "cancelled")
+            if attempt is None or attempt.job.id != job_id:
+                now = time.monotonic()
+                self._early = {
+                    known: at for known, at in self._early.items() if now - at < EARLY_CANCEL_MEMORY
+                }
+                self._early[job_id] = now
+                return
+        self.fire(attempt, "cancelled")
 
     def fire(self, attempt: Attempt, reason: str) -> None:
         if attempt.token.cancel(reason):
