@@ -336,6 +336,11 @@ class JobStore:
 
         :param sent: ``(job id, attempt)`` of each confirmed message.
         """
+        sent = list(sent)
+        if len(sent) == 1:  # the submit path: one trip, without the pipeline's SCRIPT EXISTS
+            job_id, attempt = sent[0]
+            self._call("dispatched", job_id, "confirming a dispatched job", {"attempt": attempt})
+            return
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id, attempt in sent:
                 self._call("dispatched", job_id, "", {"attempt": attempt}, client=pipe)
