@@ -219,7 +219,7 @@ class Runner:
             self.store.transition(
                 job.id, State.FAILED, fence=attempt.owner, reason=failed.reason, error=failed.error
             )
-        level = logging.INFO if outcome.state is State.COMPLETED else logging.WARNING
+        level = logging.DEBUG if outcome.state is State.COMPLETED else logging.WARNING
         logger.log(level, "job %s attempt %d: %s", job.id, job.attempts, outcome.state)
 
 

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orchestrator_core import CancellationToken, Job, Progress
-from orchestrator_core.exceptions import StaleLeaseError, StoreUnavailableError
+from orchestrator_core.exceptions import (
+    JobNotFoundError,
+    OrchestratorError,
+    StaleLeaseError,
+    StoreUnavailableError,
+)
 from orchestrator_core.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -132,7 +137,7 @@ class Supervisor:
             return
         try:
             self._store.report_progress(attempt.job.id, attempt.owner, progress)
-        except StaleLeaseError:
+        except (StaleLeaseError, JobNotFoundError):
             self._lost(attempt)
         except StoreUnavailableError:
             logger.warning("job %s: progress not stored, Redis unavailable", attempt.job.id)
@@ -159,27 +164,35 @@ class Supervisor:
                     self._cond.wait(wait)
                     continue
             # Redis calls and escalation happen outside the lock.
-            if now >= renew_at:
-                renew_at = now + self._renew(attempt)
-            if now >= flush_at:
-                self.flush_progress(attempt)
-                flush_at = now + PROGRESS_EVERY
-            if attempt.timeout is not None and now >= attempt.started + attempt.timeout:
-                self.fire(attempt, "timeout")
-            fired_at = attempt.fired_at
-            if fired_at is not None and now >= fired_at + self._grace:
-                self._escalate(attempt)
+            try:
+                if now >= renew_at:
+                    renew_at = now + self._renew(attempt)
+                if now >= flush_at:
+                    self.flush_progress(attempt)
+                    flush_at = now + PROGRESS_EVERY
+                if attempt.timeout is not None and now >= attempt.started + attempt.timeout:
+                    self.fire(attempt, "timeout")
+                fired_at = attempt.fired_at
+                if fired_at is not None and now >= fired_at + self._grace:
+                    self._escalate(attempt)
+            except Exception:
+                # This thread guards every attempt of the process; it must outlive any bug.
+                logger.exception("supervising job %s failed", attempt.job.id)
+                renew_at = flush_at = time.monotonic() + 1.0
 
     def _renew(self, attempt: Attempt) -> float:
         """Renew the lease; returns the seconds until the next renewal."""
         try:
             status = self._store.renew_lease(attempt.job.id, attempt.owner)
-        except StaleLeaseError:
+        except (StaleLeaseError, JobNotFoundError):
             self._lost(attempt)
             return self._renew_every
         except StoreUnavailableError:
             logger.warning("job %s: lease not renewed, Redis unavailable", attempt.job.id)
             return min(1.0, self._renew_every)
+        except OrchestratorError:
+            logger.exception("job %s: lease not renewed", attempt.job.id)
+            return self._renew_every
         if status.cancel_requested:
             self.fire(attempt, "cancelled")
         return self._renew_every

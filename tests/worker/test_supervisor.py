@@ -27,6 +27,7 @@ def test_a_cancel_published_before_the_watch_begins_still_fires(store: JobStore)
     supervisor.begin(attempt)
     assert attempt.token.cancelled
     assert attempt.token.reason == "cancelled"
+    supervisor.end(attempt)
 
 
 def test_a_cancel_for_another_job_fires_nothing(store: JobStore) -> None:
@@ -37,6 +38,17 @@ def test_a_cancel_for_another_job_fires_nothing(store: JobStore) -> None:
     assert not attempt.token.cancelled
     supervisor.cancel(attempt.job.id)
     assert attempt.token.reason == "cancelled"
+    supervisor.end(attempt)
+
+
+def test_a_deleted_job_counts_as_a_lost_lease(store: JobStore) -> None:
+    supervisor = Supervisor(store, lease_seconds=0.15, grace_seconds=30, on_escalate=never_escalate)
+    attempt = running_attempt(store)
+    supervisor.begin(attempt)
+    store.redis.delete(store.keys.job(attempt.job.id), store.keys.history(attempt.job.id))
+    assert attempt.token.wait(2)
+    assert attempt.lost
+    supervisor.end(attempt)
 
 
 def test_the_timeout_fires_the_token_and_escalates_after_the_grace(store: JobStore) -> None:
@@ -87,5 +99,7 @@ def test_progress_is_flushed_under_the_lease(store: JobStore) -> None:
         if progress is not None and progress.message == "step 49":
             break
         time.sleep(0.02)
-    assert store.get(attempt.job.id).progress is not None
-    assert store.get(attempt.job.id).progress.message == "step 49"  # type: ignore[union-attr]
+    supervisor.end(attempt)
+    progress = store.get(attempt.job.id).progress
+    assert progress is not None
+    assert progress.message == "step 49"
