@@ -52,7 +52,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         # One unacknowledged message per process: a long job never holds others hostage.
-        "worker_prefetch_multiplier": 1,
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
         "worker_enable_remote_control": False,
         "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
@@ -103,6 +103,7 @@ class Publisher:
         self.keys = keys
         self.timeout = timeout
         self._dead_letters = dead_letter_queue(keys)
+        self._queues: dict[str, Queue] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: set[Any] = set()
@@ -120,10 +121,18 @@ class Publisher:
 
         :raises BrokerUnavailableError: the broker is down, hung, or did not confirm.
         """
+        args = [job_id, attempt]
         headers, properties, body, _ = self.app.amqp.as_task_v2(
-            str(uuid.uuid4()), TASK_NAME, args=[job_id, attempt], ignore_result=True
+            str(uuid.uuid4()),
+            TASK_NAME,
+            args=args,
+            ignore_result=True,
+            argsrepr=repr(args),  # spares Celery's slower safe repr on the hot path
+            kwargsrepr="{}",
         )
-        target = job_queue(self.keys, queue)
+        target = self._queues.get(queue)
+        if target is None:
+            target = self._queues.setdefault(queue, job_queue(self.keys, queue))
         for last_try in (False, True):
             producer = self._producer()
             try:

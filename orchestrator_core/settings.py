@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     """How long execute may ignore a fired token before the worker stops the attempt."""
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
     """How often each worker publishes due retries and looks for lost jobs."""
+    prefetch_multiplier: int = Field(default=1, ge=1, le=100)
+    """Messages each worker process reserves ahead; 1 keeps long jobs from holding others back."""
     outbox_seconds: float = Field(default=10.0, gt=0)
     """How long a new job waits for its publish to be confirmed before the sweep publishes it."""
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
