@@ -48,6 +48,8 @@ def decode_job(job_id: str, flat_hash: Sequence[str], history: Sequence[str]) ->
         state = State(fields["state"])
         field = "payload"
         payload = json.loads(fields["payload"])
+        if not isinstance(payload, dict):
+            raise TypeError(f"a payload is a JSON object, not {type(payload).__name__}")
         field = "result"
         result = json.loads(fields["result"]) if "result" in fields else None
         field = "error"
@@ -59,7 +61,9 @@ def decode_job(job_id: str, flat_hash: Sequence[str], history: Sequence[str]) ->
         field = "history"
         entries = tuple(_history_entry(raw) for raw in history)
         field = "timestamps"
-        return Job(
+        # Every value is converted and checked above, so the model's validation would
+        # only repeat that work on the hottest path of the worker.
+        return Job.model_construct(
             id=fields["id"],
             type=fields["type"],
             state=state,
@@ -89,9 +93,12 @@ def _instant(micros: str | None) -> Any:
 
 def _history_entry(raw: str) -> HistoryEntry:
     entry = json.loads(raw)
-    return HistoryEntry(
+    reason = entry.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"a history reason is a string, not {type(reason).__name__}")
+    return HistoryEntry.model_construct(
         state=State(entry["state"]),
         at=from_micros(int(entry["at"])),
         attempt=int(entry["attempt"]),
-        reason=entry.get("reason"),
+        reason=reason,
     )
