@@ -117,6 +117,18 @@ class JobExistsError(JobError):
         super().__init__(f"a job with id {job_id!r} already exists", job_id=job_id)
 
 
+class IdempotencyConflictError(JobError):
+    """Raised when an idempotency key is reused for a request other than the one it was first
+    used for; ``job_id`` is the job that the key already names."""
+
+    def __init__(self, *, job_id: str) -> None:
+        super().__init__(
+            f"this Idempotency-Key was already used for another request (job {job_id}); "
+            "use a new key for a new request",
+            job_id=job_id,
+        )
+
+
 class IllegalTransitionError(JobError):
     """Raised when the state machine refuses a move (the job is not in a state that allows it).
 

@@ -86,6 +86,20 @@ local function grant_lease(owner, lease_ms)
 end
 
 if op == 'create' then
+    if args.idem then
+        -- One job per idempotency key: a repeat with the same body gets the first job.
+        local earlier, fingerprint = unpack(redis.call('HMGET', args.idem, 'job', 'fingerprint'))
+        if earlier then
+            if fingerprint ~= args.fingerprint then
+                return {'err', 'idempotency_conflict', earlier}
+            end
+            local key = args.job_stem .. '{' .. earlier .. '}'
+            return {'ok', 'existing', earlier,
+                {'ok', redis.call('HGETALL', key), redis.call('LRANGE', key .. ':history', 0, -1)}, 0}
+        end
+        redis.call('HSET', args.idem, 'job', id, 'fingerprint', args.fingerprint)
+        redis.call('PEXPIRE', args.idem, args.idem_ttl_ms)
+    end
     if redis.call('EXISTS', job_key) == 1 then
         return {'err', 'exists'}
     end
@@ -93,14 +107,14 @@ if op == 'create' then
     redis.call('HSET', job_key,
         'id', id, 'type', args.type, 'queue', args.queue, 'state', 'CREATED', 'payload', blob,
         'attempts', 0, 'max_attempts', args.max_attempts, 'cancel_requested', 0,
-        'created_us', now_us, 'updated_us', now_us, 'seq', seq)
+        'created_us', now_us, 'updated_us', now_us, 'seq', seq, 'idem', args.idem or '')
     redis.call('RPUSH', history_key, cjson.encode({state = 'CREATED', at = now_us, attempt = 0}))
     redis.call('ZADD', all_key, seq, id)
     redis.call('ZADD', state_base .. 'CREATED', seq, id)
     redis.call('ZADD', type_base .. args.type, seq, id)
     redis.call('ZADD', type_base .. args.type .. ':CREATED', seq, id)
     redis.call('ZADD', dispatch_key, now_ms + args.dispatch_ms, id)
-    return document()
+    return {'ok', 'created', id, document(), 0}
 end
 
 if op == 'list' then
@@ -190,6 +204,25 @@ if op == 'start' then
     move(current, 'RUNNING', nil, {})
     grant_lease(args.owner, args.lease_ms)
     return {'ok', 'started', '', document(), moves + 1}
+end
+
+if op == 'discard' then
+    -- Undo a submission whose message could not be queued: only a job nobody has
+    -- seen start, so to clients it never existed.
+    local attempts, job_type, idem = unpack(redis.call('HMGET', job_key, 'attempts', 'type', 'idem'))
+    if current ~= 'CREATED' or tonumber(attempts) ~= 0 then
+        return {'err', 'illegal', current, 'only a job that never started can be discarded'}
+    end
+    redis.call('DEL', job_key, history_key)
+    redis.call('ZREM', all_key, id)
+    redis.call('ZREM', state_base .. 'CREATED', id)
+    redis.call('ZREM', type_base .. job_type, id)
+    redis.call('ZREM', type_base .. job_type .. ':CREATED', id)
+    redis.call('ZREM', dispatch_key, id)
+    if idem and idem ~= '' and redis.call('HGET', idem, 'job') == id then
+        redis.call('DEL', idem)
+    end
+    return {'ok'}
 end
 
 if op == 'dispatched' then

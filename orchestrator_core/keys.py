@@ -7,6 +7,7 @@ sequence number, which never changes, so a cursor is just that number.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from orchestrator_core.states import State
@@ -79,6 +80,11 @@ class Keys:
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancel requests are announced (message: the job id)."""
         return f"{self.prefix}:cancel"
+
+    def idempotency(self, key: str) -> str:
+        """Hash recording which job a client's ``Idempotency-Key`` created (key hashed:
+        clients choose it, and it must not shape our key space)."""
+        return f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
 
     def queue(self, name: str) -> str:
         """The broker queue called ``name`` (a job type's ``queue``, else its type name)."""

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     """Messages each worker process reserves ahead; 1 keeps long jobs from holding others back."""
     outbox_seconds: float = Field(default=10.0, gt=0)
     """How long a new job waits for its publish to be confirmed before the sweep publishes it."""
+    idempotency_seconds: float = Field(default=86400.0, gt=0)
+    """How long an Idempotency-Key keeps naming the job it created."""
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     """Seconds to connect to the broker and to wait for its publish confirm."""
 

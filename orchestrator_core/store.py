@@ -9,6 +9,7 @@ about a job's state never matter: Redis refuses an illegal move.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -24,6 +25,7 @@ from orchestrator_core.connection import connect_redis, redis_errors
 from orchestrator_core.exceptions import (
     AttemptsExhaustedError,
     CorruptJobError,
+    IdempotencyConflictError,
     IllegalTransitionError,
     InvalidQueryError,
     JobExistsError,
@@ -86,6 +88,14 @@ class StartResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Created:
+    """A job from :meth:`JobStore.create_once`, and whether this call made it."""
+
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A job the sweep must publish: its queue and the attempt the message is for."""
 
@@ -136,12 +146,14 @@ class JobStore:
         prefix: str,
         lease_seconds: float = 30.0,
         outbox_seconds: float = 10.0,
+        idempotency_seconds: float = 86400.0,
         observer: Observer | None = None,
     ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.lease_ms = _millis(lease_seconds)
         self.outbox_ms = _millis(outbox_seconds)
+        self.idempotency_ms = _millis(idempotency_seconds)
         self._observer = observer
         self._script = client.register_script(_script_source())
 
@@ -152,6 +164,7 @@ class JobStore:
             prefix=settings.prefix,
             lease_seconds=settings.lease_seconds,
             outbox_seconds=settings.outbox_seconds,
+            idempotency_seconds=settings.idempotency_seconds,
             observer=observer,
         )
 
@@ -227,17 +240,67 @@ class JobStore:
         :raises JobExistsError: ``job_id`` is taken.
         :raises SerializationError: the payload is not JSON.
         """
+        return self._create(job_type, payload, max_attempts, queue, job_id, None).job
+
+    def create_once(
+        self,
+        job_type: str,
+        payload: Mapping[str, Any],
+        *,
+        max_attempts: int,
+        idempotency_key: str,
+        queue: str | None = None,
+    ) -> Created:
+        """Like :meth:`create`, but at most one job per ``idempotency_key``.
+
+        The key is kept for ``idempotency_seconds``. A repeat with the same type,
+        payload and attempts returns the first job (``created`` is False), however
+        many requests race; a repeat with anything else is refused.
+
+        :raises IdempotencyConflictError: the key names a job made from another request.
+        """
+        return self._create(job_type, payload, max_attempts, queue, None, idempotency_key)
+
+    def discard(self, job_id: str) -> None:
+        """Delete a job that was never started, as if it had never been submitted.
+
+        For a submission whose message could not be queued: the client is told it
+        failed, so the job must not run or be listed later.
+
+        :raises IllegalTransitionError: the job has left CREATED (or started).
+        """
+        job_id = canonical_id(job_id)
+        self._call("discard", job_id, "discarding a job")
+
+    def _create(
+        self,
+        job_type: str,
+        payload: Mapping[str, Any],
+        max_attempts: int,
+        queue: str | None,
+        job_id: str | None,
+        idempotency_key: str | None,
+    ) -> Created:
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
         job_id = str(uuid.uuid4()) if job_id is None else canonical_id(job_id)
         blob = to_json(dict(payload), what="payload")
-        args = {
+        args: dict[str, Any] = {
             "type": job_type,
             "queue": queue or self.keys.queue(job_type),
             "max_attempts": max_attempts,
             "dispatch_ms": self.outbox_ms,
         }
-        return self._job(job_id, self._call("create", job_id, "creating a job", args, blob))
+        if idempotency_key is not None:
+            request = f"{job_type}\n{max_attempts}\n{blob}".encode()
+            args.update(
+                idem=self.keys.idempotency(idempotency_key),
+                fingerprint=hashlib.sha256(request).hexdigest(),
+                idem_ttl_ms=self.idempotency_ms,
+                job_stem=f"{self.keys.prefix}:job:",
+            )
+        reply = self._call("create", job_id, "creating a job", args, blob)
+        return Created(self._job(reply[2], reply[3]), created=reply[1] == "created")
 
     def transition(
         self,
@@ -460,6 +523,8 @@ def _refusal(
         return JobNotFoundError(job_id)
     if code == "exists":
         return JobExistsError(job_id)
+    if code == "idempotency_conflict":
+        return IdempotencyConflictError(job_id=detail[1])
     if code == "illegal":
         return IllegalTransitionError(
             job_id, current=detail[1], requested=requested, detail=detail[2]
