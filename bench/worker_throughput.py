@@ -351,7 +351,7 @@ def cancel_latency(
     store: JobStore, publisher: Publisher, sleep: JobType, settings: Settings
 ) -> float:
     """Seconds from ``store.cancel`` of a RUNNING cooperative job until it reads CANCELLED."""
-    job = submit(store, publisher, sleep, {"seconds": 60, "steps": 1})
+    job = submit(store, publisher, sleep, {"seconds": 60, "steps": 1}).job
     wait_state(store, job.id, State.RUNNING, timeout=30)
     started = time.perf_counter()
     outcome = store.cancel(job.id).outcome

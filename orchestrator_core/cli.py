@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_plugins(commands)
     _add_worker(commands)
+    _add_api(commands)
     return parser
 
 
@@ -108,6 +109,42 @@ def _worker(args: argparse.Namespace) -> int:
     except UnknownJobTypeError as exc:
         print(f"orchestrator: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _add_api(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "api",
+        help="serve the REST API",
+        description="Serve the REST control plane (DESIGN section 5) with uvicorn.",
+    )
+    command.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    command.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    command.set_defaults(handler=_api)
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn  # the server's dependencies load only for this command
+
+    from api.main import create_app
+
+    app = create_app(load_settings())
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        # Bodies are limited by the app; keep-alive and shutdown bounded so nothing hangs.
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=10,
+    )
+    return EXIT_OK
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return value
 
 
 def _positive(text: str) -> int:

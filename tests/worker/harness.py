@@ -117,7 +117,7 @@ class Jobs:
 
     def submit(self, type_name: str, payload: dict[str, Any], **options: Any) -> Job:
         job_type = self.plugins.get(type_name).job_type
-        return submit(self.store, self.publisher, job_type, payload, **options)
+        return submit(self.store, self.publisher, job_type, payload, **options).job
 
     def wait(
         self, job_id: str, until: Callable[[Job], bool] | State, *, timeout: float = 20.0

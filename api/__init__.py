@@ -1,0 +1,1 @@
+"""The REST control plane: validates submissions against the plugins' schemas, never runs jobs."""

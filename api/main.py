@@ -1,0 +1,44 @@
+"""Builds the FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+
+from fastapi import FastAPI
+
+from api import errors, openapi
+from api.limits import BodyLimit
+from api.routes import health, job_types, jobs
+from api.state import ApiState
+from orchestrator_core import Plugins, Settings, load_plugins, load_settings
+
+
+def create_app(settings: Settings | None = None, *, plugins: Plugins | None = None) -> FastAPI:
+    """The control plane for ``settings`` (default: from the environment) and ``plugins``
+    (default: the installed ones, honouring the allow-list)."""
+    settings = settings or load_settings()
+    plugins = plugins or load_plugins(allow=settings.plugins)
+    state = ApiState.build(settings, plugins)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.publisher.close()
+        state.store.redis.close()
+
+    app = FastAPI(
+        title="orchestrator",
+        version=metadata.version("orchestrator"),
+        description="Submit, follow and cancel jobs of the installed job types.",
+        lifespan=lifespan,
+    )
+    app.state.api = state
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(jobs.router)
+    app.include_router(job_types.router)
+    app.include_router(health.router)
+    errors.install(app)
+    openapi.install(app, plugins)
+    return app
