@@ -10,6 +10,7 @@ import httpx
 import pytest
 import redis
 from apiserver import ApiFactory, delete_broker_objects, serve
+from netfaults import TcpProxy
 
 from orchestrator_core import Settings, load_settings
 from orchestrator_core.store import JobStore
@@ -50,3 +51,10 @@ def api(start_api: ApiFactory) -> httpx.Client:
 @pytest.fixture
 def jobs_store(api_settings: Settings) -> JobStore:
     return JobStore.from_settings(api_settings)
+
+
+@pytest.fixture
+def rabbit_proxy() -> Iterator[TcpProxy]:
+    proxy = TcpProxy(("127.0.0.1", 5672))
+    yield proxy
+    proxy.close()
