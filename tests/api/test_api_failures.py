@@ -78,6 +78,12 @@ def test_broker_hung(start_api: ApiFactory, hung_server: int, jobs_store: JobSto
     client = start_api(broker_url=f"amqp://guest:guest@127.0.0.1:{hung_server}//")
     assert_unavailable(*timed_post(client), "broker")
     assert_no_job(jobs_store)
+    started = time.monotonic()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert time.monotonic() - started < BOUND
+    for path in ("/jobs", "/job-types"):
+        assert client.get(path).status_code == 200, "reads need no broker"
 
 
 @pytest.mark.parametrize("failure", ["refuse", "hang"])
