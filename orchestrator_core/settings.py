@@ -31,12 +31,14 @@ class Settings(BaseSettings):
     broker_url: str = "amqp://guest:guest@localhost:5672//"
     api_url: str = "http://localhost:8000"
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    api_key: SecretStr | None = None
+    """The key the command-line client sends as `Authorization: Bearer <key>`."""
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-    redis_socket_timeout: float = Field(default=5.0, gt=0)
+    redis_socket_timeout: float = Field(default=2.0, gt=0)
     """Seconds to wait for a Redis reply before giving up with StoreUnavailableError."""
-    redis_connect_timeout: float = Field(default=2.0, gt=0)
+    redis_connect_timeout: float = Field(default=1.0, gt=0)
     """Seconds to wait for a TCP connection to Redis."""
 
     plugins: CommaList | None = None
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
     """How long a new job waits for its publish to be confirmed before the sweep publishes it."""
     idempotency_seconds: float = Field(default=86400.0, gt=0)
     """How long an Idempotency-Key keeps naming the job it created."""
-    publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    publish_timeout_seconds: float = Field(default=2.0, gt=0)
     """Seconds to connect to the broker and to wait for its publish confirm."""
 
     @field_validator("plugins", "api_keys", mode="before")

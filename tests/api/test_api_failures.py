@@ -112,3 +112,15 @@ def test_no_5xx_response_carries_a_traceback_or_setting(
         assert "hunter2" not in response.text
         assert "Traceback" not in response.text
         assert str(closed_port) not in response.text
+
+
+def test_the_default_timeouts_keep_a_hung_broker_within_the_bound(
+    start_api: ApiFactory, hung_server: int, jobs_store: JobStore
+) -> None:
+    defaults = {
+        name: Settings.model_fields[name].default
+        for name in ("publish_timeout_seconds", "redis_socket_timeout", "redis_connect_timeout")
+    }
+    client = start_api(broker_url=f"amqp://guest:guest@127.0.0.1:{hung_server}//", **defaults)
+    assert_unavailable(*timed_post(client), "broker")
+    assert_no_job(jobs_store)
