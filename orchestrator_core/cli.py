@@ -11,19 +11,26 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from orchestrator_core import client_output
 from orchestrator_core.exceptions import ConfigurationError, UnknownJobTypeError
 from orchestrator_core.job_type import JobType
 from orchestrator_core.plugins import Plugins, load_plugins
 from orchestrator_core.settings import load_settings
+from orchestrator_core.states import State
+
+if TYPE_CHECKING:
+    from orchestrator_core.client import Client
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 """Also what argparse uses for bad arguments; a bad setting is the same kind of mistake."""
+EXIT_INTERRUPTED = 130
+"""What a shell reports for a command stopped by Ctrl-C."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_plugins(commands)
     _add_worker(commands)
     _add_api(commands)
+    _add_submit(commands)
+    _add_get(commands)
+    _add_cancel(commands)
+    _add_jobs(commands)
     return parser
 
 
@@ -138,6 +149,188 @@ def _api(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return EXIT_OK
+
+
+def _add_submit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "submit",
+        help="submit a job through the API",
+        description="Submit a job to the API at ORCHESTRATOR_API_URL. With --wait, follow it "
+        "until it ends: exit 0 when it COMPLETED, 1 when it FAILED or was CANCELLED.",
+    )
+    command.add_argument("type", metavar="TYPE", help="the job type, e.g. demo.echo")
+    command.add_argument(
+        "payload", metavar="PAYLOAD_JSON", type=_json_object, help="the payload, a JSON object"
+    )
+    command.add_argument(
+        "--wait", action="store_true", help="follow the job, a line per change, until it ends"
+    )
+    command.add_argument(
+        "--max-attempts", type=_positive, metavar="N", help="override the type's max_attempts"
+    )
+    command.add_argument(
+        "--idempotency-key",
+        metavar="K",
+        help="sent as Idempotency-Key: repeating the request returns the first job",
+    )
+    _add_json_flag(command)
+    command.set_defaults(handler=_with_client(_submit))
+
+
+def _submit(client: Client, args: argparse.Namespace) -> int:
+    job = client.submit(
+        args.type,
+        args.payload,
+        max_attempts=args.max_attempts,
+        idempotency_key=args.idempotency_key,
+    )
+    if not args.wait:
+        _print_job(job, args, client_output.summary(job))
+        return EXIT_OK
+    last = ""
+
+    def show(update: dict[str, Any]) -> None:
+        nonlocal last
+        line = client_output.summary(update)
+        if line != last and not args.json:
+            print(line, flush=True)
+        last = line
+
+    show(job)
+    try:
+        job = client.wait(job["id"], on_update=show)
+    except KeyboardInterrupt:
+        print(f"orchestrator: stopped waiting; job {job['id']} carries on", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _print_job(job, args, *client_output.outcome(job))
+    return EXIT_OK if job.get("state") == State.COMPLETED else EXIT_FAILED
+
+
+def _add_get(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "get",
+        help="show a job",
+        description="Show a job's state, result or error, and history, as the API has it.",
+    )
+    command.add_argument("job_id", metavar="ID", type=_job_id, help="the job's id")
+    _add_json_flag(command)
+    command.set_defaults(handler=_with_client(_get))
+
+
+def _get(client: Client, args: argparse.Namespace) -> int:
+    job = client.get(args.job_id)
+    _print_job(job, args, *client_output.details(job))
+    return EXIT_OK
+
+
+def _add_cancel(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "cancel",
+        help="cancel a job",
+        description="Cancel a job: at once unless it is RUNNING, where its worker is told to "
+        "stop. Exits 1 if the job had already COMPLETED or FAILED.",
+    )
+    command.add_argument("job_id", metavar="ID", type=_job_id, help="the job's id")
+    _add_json_flag(command)
+    command.set_defaults(handler=_with_client(_cancel))
+
+
+def _cancel(client: Client, args: argparse.Namespace) -> int:
+    status, job = client.cancel(args.job_id)
+    _print_job(job, args, client_output.summary(job), *client_output.outcome(job))
+    if status == 409:
+        print(
+            f"orchestrator: job {job.get('id')} had already {job.get('state')}; not cancelled",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "jobs",
+        help="list jobs, newest first",
+        description="List jobs newest first, a page at a time, filtered by state and/or type.",
+    )
+    command.add_argument(
+        "--state",
+        type=str.upper,
+        choices=[state.value for state in State],
+        help="only jobs in this state (any case)",
+    )
+    command.add_argument("--type", metavar="T", help="only jobs of this type")
+    command.add_argument(
+        "--limit", type=_positive, default=50, metavar="N", help="jobs per page (default 50)"
+    )
+    command.add_argument(
+        "--cursor", metavar="C", help="where the page starts: the previous page's next cursor"
+    )
+    _add_json_flag(command)
+    command.set_defaults(handler=_with_client(_jobs))
+
+
+def _jobs(client: Client, args: argparse.Namespace) -> int:
+    page = client.jobs(state=args.state, type=args.type, limit=args.limit, cursor=args.cursor)
+    if args.json:
+        print(client_output.as_json(page))
+    else:
+        print("\n".join(client_output.page(page)))
+    return EXIT_OK
+
+
+def _add_json_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--json", action="store_true", help="print the API's JSON on stdout, nothing else"
+    )
+
+
+def _with_client(
+    run: Callable[[Client, argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """A handler that calls ``run`` with a client of the configured API; an API error (or an
+    API that cannot be reached) becomes one line on stderr and exit 1, never a traceback."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from orchestrator_core.client import ApiError, Client  # httpx loads only for these
+
+        try:
+            with Client.from_settings(load_settings()) as client:
+                return run(client, args)
+        except ApiError as exc:
+            print(f"orchestrator: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("orchestrator: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # The reader (``| head``, say) has gone; stop quietly, as other tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
+
+    return handler
+
+
+def _print_job(job: dict[str, Any], args: argparse.Namespace, *lines: str) -> None:
+    """The document itself with ``--json``, else ``lines`` for a person."""
+    print(client_output.as_json(job) if args.json else "\n".join(lines))
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        kind = client_output.json_kind(value)
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, not {kind}")
+    return value
+
+
+def _job_id(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a job id cannot be empty")
+    return text.strip()
 
 
 def _port(text: str) -> int:

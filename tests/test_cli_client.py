@@ -1,0 +1,603 @@
+"""The installed ``orchestrator`` client commands against a real API and a real worker.
+
+The module starts one API process and one worker (concurrency 1, so a test that leaves
+a long job running would hold up the rest: such tests cancel in ``finally``), both under
+a prefix of their own that is deleted from Redis and RabbitMQ afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from kombu import Connection
+
+from orchestrator_core.client import ApiError, Client, WaitTimeoutError
+from orchestrator_core.settings import Settings, load_settings
+
+ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
+DEMO_TYPES = ("demo.echo", "demo.sleep", "demo.fail")
+DOCUMENT_FIELDS = {
+    "id",
+    "type",
+    "state",
+    "payload",
+    "attempts",
+    "max_attempts",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "cancel_requested",
+    "result",
+    "error",
+    "progress",
+    "history",
+}
+
+
+# --- Processes -------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """This process's environment without any ORCHESTRATOR_ variable, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    return {**env, **settings}
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> Service:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(ORCHESTRATOR), *command],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Service(process, log)
+
+
+def wait_until(service: Service, ready: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not ready():
+        if service.process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not start:\n{service.text()}")
+        time.sleep(0.05)
+
+
+def stop(service: Service) -> None:
+    """SIGTERM to the service's process group; SIGKILL if it is still there after 10 s."""
+    if service.process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(service.process.pid, signal.SIGTERM)
+    try:
+        service.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.process.pid, signal.SIGKILL)
+        service.process.wait(timeout=10)
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_api(settings: Settings, log: Path, **extra: str) -> tuple[Service, str]:
+    port = free_port()
+    command = ["api", "--host", "127.0.0.1", "--port", str(port)]
+    return start(command, service_env(settings, **extra), log), f"http://127.0.0.1:{port}"
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return clean_env(
+        ORCHESTRATOR_PREFIX=settings.prefix,
+        ORCHESTRATOR_PLUGINS="demo",
+        ORCHESTRATOR_REDIS_URL=settings.redis_url,
+        ORCHESTRATOR_BROKER_URL=settings.broker_url,
+        **extra,
+    )
+
+
+def delete_prefix(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{settings.prefix}:*", count=1000))
+        for start_at in range(0, len(keys), 500):
+            client.delete(*keys[start_at : start_at + 500])
+    finally:
+        client.close()
+    prefix = settings.prefix
+    with Connection(settings.broker_url, connect_timeout=5) as connection:
+        channel = connection.channel()
+        for queue in (*(f"{prefix}.{name}" for name in DEMO_TYPES), f"{prefix}.dead"):
+            channel.queue_delete(queue)
+        for exchange in (f"{prefix}.jobs", f"{prefix}.dlx"):
+            channel.exchange_delete(exchange)
+
+
+@pytest.fixture(scope="module")
+def stack_settings() -> Iterator[Settings]:
+    """A prefix of this module's own on the machine's Redis and RabbitMQ, deleted afterwards."""
+    configured = load_settings(prefix=f"test-{uuid.uuid4().hex[:12]}")
+    probe = redis.Redis.from_url(configured.redis_url, socket_connect_timeout=2)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {configured.redis_url} is required: {exc}")
+    finally:
+        probe.close()
+    with Connection(configured.broker_url, connect_timeout=5) as connection:
+        try:
+            connection.ensure_connection(max_retries=1)
+        except Exception as exc:
+            pytest.fail(f"RabbitMQ at {configured.broker_url} is required: {exc}")
+    yield configured
+    delete_prefix(configured)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli-client")
+
+
+@pytest.fixture(scope="module")
+def api(stack_settings: Settings, logs: Path) -> Iterator[str]:
+    """The URL of an open API, with a worker (concurrency 1) running its jobs."""
+    worker_command = ["--log-level", "INFO", "worker", "--concurrency", "1"]
+    worker = start(worker_command, service_env(stack_settings), logs / "worker.log")
+    try:
+        # Both start at once: each start-up is mostly importing.
+        api, url = start_api(stack_settings, logs / "api.log")
+        try:
+            wait_until(worker, lambda: " ready." in worker.text(), "the worker")
+            wait_until(api, lambda: healthy(url), "the API")
+            yield url
+        finally:
+            stop(api)
+    finally:
+        stop(worker)
+
+
+@pytest.fixture(scope="module")
+def keyed_api(stack_settings: Settings, logs: Path, api: str) -> Iterator[str]:
+    """The URL of a second API, on the same jobs and worker, that requires the key k1 or k2."""
+    service, url = start_api(stack_settings, logs / "keyed-api.log", ORCHESTRATOR_API_KEYS="k1,k2")
+    try:
+        wait_until(service, lambda: healthy(url), "the API with keys")
+        yield url
+    finally:
+        stop(service)
+
+
+# --- Helpers ---------------------------------------------------------------------
+
+
+def cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``orchestrator ARGS`` with the API at ``url`` and nothing else configured."""
+    return finish(spawn(url, *args, **env))
+
+
+def cli_many(url: str, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent commands side by side: each costs an interpreter start."""
+    return [finish(process) for process in [spawn(url, *command) for command in commands]]
+
+
+def spawn(url: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(ORCHESTRATOR), *args],
+        env=clean_env(ORCHESTRATOR_API_URL=url, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def submitted(url: str, type_name: str, payload: dict[str, Any]) -> str:
+    """Submit straight to the API, for tests about the other commands."""
+    response = httpx.post(f"{url}/jobs", json={"type": type_name, "payload": payload}, timeout=10)
+    assert response.status_code == 201, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+def poll(url: str, job_id: str, until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The job's document once ``until`` holds for it (read directly, to keep tests quick)."""
+    deadline = time.monotonic() + 20
+    while True:
+        job: dict[str, Any] = httpx.get(f"{url}/jobs/{job_id}", timeout=5).json()
+        if until(job):
+            return job
+        assert time.monotonic() < deadline, f"job never got there: {job}"
+        time.sleep(0.02)
+
+
+def cancel_quietly(url: str, job_id: str) -> None:
+    """Leave the single worker slot free for the next test, whatever happened in this one."""
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.delete(f"{url}/jobs/{job_id}", timeout=5)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.splitlines()
+    return line
+
+
+# --- Submitting and waiting -------------------------------------------------------
+
+
+def test_submit_wait_prints_each_change_then_the_result(api: str) -> None:
+    done = cli(api, "submit", "demo.echo", '{"message": "hello"}', "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    job_id = lines[0].split()[1]
+    assert lines[0] == f"job {job_id}  demo.echo  CREATED  attempts 0/1"
+    assert lines[-2:] == [
+        f"job {job_id}  demo.echo  COMPLETED  attempts 1/1",
+        'result: {"message": "hello", "data": null}',
+    ]
+    assert done.stderr == ""
+    assert poll(api, job_id, lambda job: True)["state"] == "COMPLETED"
+
+
+def test_submit_wait_shows_progress_as_it_changes(api: str) -> None:
+    done = cli(api, "submit", "demo.sleep", '{"seconds": 1.2, "steps": 3}', "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    progress = [line for line in lines if "  RUNNING  " in line and "  progress " in line]
+    assert progress, lines
+    assert all(line.endswith(("33% step 1/3", "67% step 2/3")) for line in progress), progress
+    assert len(lines) == len(set(lines)), "a line for each change, not for each poll"
+    assert lines[-2].endswith("  demo.sleep  COMPLETED  attempts 1/3")
+    assert lines[-1] == 'result: {"slept": 1.2}'
+
+
+def test_submit_wait_of_a_permanent_failure_exits_1_with_the_error(api: str) -> None:
+    payload = '{"times": 0, "permanent": true, "message": "disk on fire"}'
+    done = cli(api, "submit", "demo.fail", payload, "--wait")
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-2].endswith("  demo.fail  FAILED  attempts 1/5")
+    assert lines[-1] == "error: PermanentError: disk on fire (not retryable)"
+    assert not any(line.startswith("result:") for line in lines)
+
+
+def test_interrupted_wait_says_the_job_carries_on(api: str) -> None:
+    process = subprocess.Popen(
+        [str(ORCHESTRATOR), "submit", "demo.sleep", '{"seconds": 30}', "--wait"],
+        env=clean_env(ORCHESTRATOR_API_URL=api),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    job_id = process.stdout.readline().split()[1]
+    try:
+        poll(api, job_id, lambda job: job["state"] == "RUNNING")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+        assert process.returncode == 130
+        assert err == f"orchestrator: stopped waiting; job {job_id} carries on\n"
+        assert poll(api, job_id, lambda job: True)["state"] == "RUNNING"
+    finally:
+        cancel_quietly(api, job_id)
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+# --- Cancelling --------------------------------------------------------------------
+
+
+def test_cancel_a_running_job_then_get_shows_it_cancelled(api: str) -> None:
+    job_id = submitted(api, "demo.sleep", {"seconds": 60, "steps": 60})
+    try:
+        poll(api, job_id, lambda job: job["state"] == "RUNNING")
+        done = cli(api, "cancel", job_id)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"job {job_id}  demo.sleep  RUNNING  attempts 1/3")
+        assert done.stdout.rstrip().endswith("(cancel requested)")
+        poll(api, job_id, lambda job: job["state"] == "CANCELLED")
+    finally:
+        cancel_quietly(api, job_id)
+    shown = cli(api, "get", job_id)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"job {job_id}  demo.sleep  CANCELLED  attempts 1/3"
+    assert lines[1] == 'payload: {"seconds": 60.0, "steps": 60}'
+    history = lines[lines.index("history:") + 1 :]
+    assert [line.split()[1:] for line in history] == [
+        ["CREATED", "attempt", "0"],
+        ["RUNNING", "attempt", "1"],
+        ["CANCELLED", "attempt", "1", "cancelled"],
+    ]
+
+
+def test_cancel_of_a_finished_job_exits_1_and_still_prints_it(api: str) -> None:
+    job_id = submitted(api, "demo.echo", {"message": "done already"})
+    poll(api, job_id, lambda job: job["state"] == "COMPLETED")
+    done, as_json = cli_many(api, ["cancel", job_id], ["cancel", job_id, "--json"])
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"job {job_id}  demo.echo  COMPLETED  attempts 1/1",
+        'result: {"message": "done already", "data": null}',
+    ]
+    assert done.stderr == f"orchestrator: job {job_id} had already COMPLETED; not cancelled\n"
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["state"] == "COMPLETED"
+
+
+# --- JSON for scripts ----------------------------------------------------------------
+
+
+def test_json_output_is_the_api_document(api: str) -> None:
+    args = ["submit", "demo.echo", '{"message": "for scripts"}', "--json"]
+    keyed = [*args, "--max-attempts", "1", "--idempotency-key", uuid.uuid4().hex]
+    first = cli(api, *keyed)
+    assert first.returncode == 0, first.stderr
+    job = json.loads(first.stdout)
+    assert set(job) == DOCUMENT_FIELDS
+    assert (job["type"], job["payload"]) == ("demo.echo", {"message": "for scripts", "data": None})
+    assert job["max_attempts"] == 1
+    assert job["history"][0]["state"] == "CREATED"
+
+    repeat = cli(api, *keyed)
+    assert repeat.returncode == 0, repeat.stderr
+    assert json.loads(repeat.stdout)["id"] == job["id"]
+
+    poll(api, job["id"], lambda doc: doc["state"] == "COMPLETED")
+    got = cli(api, "get", job["id"], "--json")
+    assert got.returncode == 0, got.stderr
+    document = json.loads(got.stdout)
+    assert document == httpx.get(f"{api}/jobs/{job['id']}", timeout=5).json()
+    assert document["result"] == {"message": "for scripts", "data": None}
+
+    waited = cli(api, *args, "--wait")
+    assert waited.returncode == 0, waited.stderr
+    final = json.loads(waited.stdout)  # one document and nothing else
+    assert (final["state"], final["result"]["message"]) == ("COMPLETED", "for scripts")
+    assert final["id"] != job["id"]
+
+
+def test_jobs_lists_newest_first_a_page_at_a_time(api: str) -> None:
+    ids = [submitted(api, "demo.echo", {"message": f"list {i}"}) for i in range(3)]
+    first = httpx.get(f"{api}/jobs", params={"type": "demo.echo", "limit": 2}, timeout=5).json()
+    for job_id in ids:
+        poll(api, job_id, lambda job: job["state"] == "COMPLETED")
+    listed, following, table, completed = cli_many(
+        api,
+        ["jobs", "--type", "demo.echo", "--limit", "2", "--json"],
+        ["jobs", "--type", "demo.echo", "--limit", "1", "--cursor", first["next_cursor"], "--json"],
+        ["jobs", "--type", "demo.echo", "--limit", "2"],
+        ["jobs", "--type", "demo.echo", "--state", "completed", "--json"],
+    )
+    for done in (listed, following, table, completed):
+        assert done.returncode == 0, done.stderr
+    page = json.loads(listed.stdout)
+    assert set(page) == {"items", "next_cursor"}
+    assert [job["id"] for job in page["items"]] == [ids[2], ids[1]]
+    assert {job["type"] for job in page["items"]} == {"demo.echo"}
+    assert page["next_cursor"] == first["next_cursor"]
+
+    assert [job["id"] for job in json.loads(following.stdout)["items"]] == [ids[0]]
+
+    rows = table.stdout.splitlines()
+    assert rows[0].split() == ["ID", "TYPE", "STATE", "ATTEMPTS", "CREATED"]
+    assert [row.split()[:4] for row in rows[1:3]] == [
+        [ids[2], "demo.echo", "COMPLETED", "1/1"],
+        [ids[1], "demo.echo", "COMPLETED", "1/1"],
+    ]
+    assert rows[3] == f"more: --cursor {page['next_cursor']}"
+
+    items = json.loads(completed.stdout)["items"]
+    assert set(ids) <= {job["id"] for job in items}
+    assert {job["state"] for job in items} == {"COMPLETED"}
+
+
+# --- Errors ------------------------------------------------------------------------
+
+
+def test_unknown_type_exits_1_listing_the_known_types(api: str) -> None:
+    done = cli(api, "submit", "demo.nope", "{}")
+    assert done.returncode == 1
+    line = assert_one_line_error(done)
+    assert line.startswith("orchestrator: error: 422 ")
+    assert "'demo.nope'" in line
+    assert all(name in line for name in DEMO_TYPES), line
+    assert done.stdout == ""
+
+
+def test_invalid_payload_from_the_api_names_the_fields(api: str) -> None:
+    done = cli(api, "submit", "demo.sleep", '{"seconds": -1, "extra": 1}')
+    assert done.returncode == 1
+    line = assert_one_line_error(done)
+    assert line.startswith("orchestrator: error: 422 payload.seconds: ")
+    assert "payload.extra: " in line
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("{oops", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object {...}, not an array"),
+    ],
+)
+def test_payload_that_is_not_a_json_object_is_a_usage_error_before_any_request(
+    payload: str, message: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        done = cli(url, "submit", "demo.echo", payload)
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"orchestrator submit: error: argument PAYLOAD_JSON: {message}")
+
+
+def test_unknown_id_exits_1_with_404(api: str) -> None:
+    job_id = str(uuid.uuid4())
+    for done in cli_many(api, ["get", job_id], ["cancel", job_id]):
+        assert done.returncode == 1
+        assert assert_one_line_error(done) == f"orchestrator: error: 404 no job with id '{job_id}'"
+        assert done.stdout == ""
+
+
+def test_unreachable_api_is_one_line_and_exit_1() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    for done in cli_many(url, ["get", str(uuid.uuid4())], ["submit", "demo.echo", "{}", "--wait"]):
+        assert done.returncode == 1
+        line = assert_one_line_error(done)
+        assert line.startswith(f"orchestrator: error: the API at {url} is unreachable: ")
+        assert done.stdout == ""
+
+
+def test_api_url_that_is_not_a_url_is_a_settings_error() -> None:
+    done = cli("localhost:8000", "jobs")
+    assert done.returncode == 2
+    assert "ORCHESTRATOR_API_URL" in assert_one_line_error(done)
+
+
+def test_api_key_is_sent_when_set(keyed_api: str) -> None:
+    anonymous, wrong, keyed = [
+        finish(process)
+        for process in [
+            spawn(keyed_api, "jobs"),
+            spawn(keyed_api, "jobs", ORCHESTRATOR_API_KEY="k3"),
+            spawn(
+                keyed_api,
+                "submit",
+                "demo.echo",
+                '{"message": "keyed"}',
+                "--wait",
+                ORCHESTRATOR_API_KEY="k2",
+            ),
+        ]
+    ]
+    assert anonymous.returncode == 1
+    line = assert_one_line_error(anonymous)
+    assert line.startswith("orchestrator: error: 401 ")
+    assert "ORCHESTRATOR_API_KEY" in line
+
+    assert wrong.returncode == 1
+    assert assert_one_line_error(wrong).startswith("orchestrator: error: 401 ")
+
+    assert keyed.returncode == 0, keyed.stdout + keyed.stderr
+    assert keyed.stdout.splitlines()[-1] == 'result: {"message": "keyed", "data": null}'
+
+
+# --- The client itself, on a stand-in transport --------------------------------------
+
+
+def stand_in(handler: Callable[[httpx.Request], httpx.Response]) -> Client:
+    return Client("http://api.test:8000", api_key="k1", transport=httpx.MockTransport(handler))
+
+
+def test_client_timeout_is_an_unreachable_api_error() -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with stand_in(hang) as client, pytest.raises(ApiError) as caught:
+        client.get("some-id")
+    assert caught.value.status is None
+    assert str(caught.value).startswith("the API at http://api.test:8000 is unreachable: ")
+
+
+def test_client_error_that_is_not_the_apis_json_keeps_its_status() -> None:
+    def proxy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text="<html>\n<h1>Bad Gateway</h1>\n</html>")
+
+    with stand_in(proxy) as client, pytest.raises(ApiError) as caught:
+        client.jobs()
+    assert caught.value.status == 502
+    assert str(caught.value) == "502 <html> <h1>Bad Gateway</h1> </html>"
+
+
+def test_client_sends_key_and_options_and_quotes_ids() -> None:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201 if request.method == "POST" else 200, json={"id": "x"})
+
+    with stand_in(record) as client:
+        client.submit("demo.echo", {"message": "m"}, max_attempts=2, idempotency_key="key-1")
+        client.get("a/b?c")
+    post, get = seen
+    assert post.headers["Authorization"] == "Bearer k1"
+    assert post.headers["Idempotency-Key"] == "key-1"
+    body = {"type": "demo.echo", "payload": {"message": "m"}, "max_attempts": 2}
+    assert json.loads(post.content) == body
+    assert get.url.raw_path == b"/jobs/a%2Fb%3Fc"
+
+
+def test_client_wait_reports_changes_only_and_can_give_up() -> None:
+    states = iter(["CREATED", "RUNNING", "RUNNING", "RUNNING", "COMPLETED"])
+    progress = iter([None, None, None, {"fraction": 0.5, "message": None}, None])
+
+    def job(request: httpx.Request) -> httpx.Response:
+        doc = {"id": "j", "state": next(states), "attempts": 1, "progress": next(progress)}
+        return httpx.Response(200, json=doc)
+
+    updates: list[dict[str, Any]] = []
+    with stand_in(job) as client:
+        final = client.wait("j", on_update=updates.append, poll_seconds=0)
+    assert [(u["state"], u["progress"]) for u in updates] == [
+        ("CREATED", None),
+        ("RUNNING", None),
+        ("RUNNING", {"fraction": 0.5, "message": None}),
+        ("COMPLETED", None),
+    ]
+    assert final is updates[-1]
+
+    def running(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "j", "state": "RUNNING"})
+
+    with stand_in(running) as client, pytest.raises(WaitTimeoutError) as caught:
+        client.wait("j", on_update=lambda job: None, poll_seconds=0.01, timeout=0.05)
+    assert caught.value.job_id == "j"
