@@ -6,25 +6,14 @@ lease to a newer one cannot store anything.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator_core import (
-    CancellationToken,
-    ErrorInfo,
-    JobCancelled,
-    JobType,
-    PermanentError,
-    Plugins,
-    State,
-)
+from orchestrator_core import JobType, Plugins, State
 from orchestrator_core.exceptions import (
     CorruptJobError,
     JobNotFoundError,
@@ -33,63 +22,14 @@ from orchestrator_core.exceptions import (
     StoreUnavailableError,
     UnknownJobTypeError,
 )
+from orchestrator_core.outcomes import Outcome, classify, failed, timed_out
 from orchestrator_core.store import JobStore
 from worker.supervisor import Attempt, Supervisor
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE = 2000
 ESCALATED_EXIT = 75
 """Exit status of a worker process that stopped an attempt which ignored its token."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an attempt ended, as the state machine records it."""
-
-    state: State
-    result: Any = None
-    error: ErrorInfo | None = None
-    reason: str | None = None
-
-
-def _error(exc: BaseException, *, retryable: bool) -> ErrorInfo:
-    return ErrorInfo(type=type(exc).__name__, message=str(exc)[:MAX_MESSAGE], retryable=retryable)
-
-
-def _failed(error_type: str, message: str) -> Outcome:
-    error = ErrorInfo(type=error_type, message=message[:MAX_MESSAGE], retryable=False)
-    return Outcome(State.FAILED, error=error, reason=error_type)
-
-
-def _timed_out(job_type: JobType) -> Outcome:
-    error = ErrorInfo(
-        type="Timeout",
-        message=f"the attempt ran past its {job_type.timeout} s timeout",
-        retryable=True,
-    )
-    return Outcome(State.RETRYING, error=error, reason="timeout")
-
-
-def classify(job_type: JobType, payload: Any, token: CancellationToken) -> Outcome:
-    """Call ``execute`` and name its outcome."""
-    try:
-        if job_type.is_async:
-            value = asyncio.run(job_type.execute(payload, token))
-        else:
-            value = job_type.execute(payload, token)
-    except PermanentError as exc:
-        return Outcome(State.FAILED, error=_error(exc, retryable=False), reason="permanent error")
-    except (Exception, SystemExit) as exc:
-        # Once the token fired, whatever execute raises is how it stopped.
-        if token.reason == "cancelled":
-            return Outcome(State.CANCELLED, reason="cancelled")
-        if token.reason == "timeout":
-            return _timed_out(job_type)
-        if isinstance(exc, JobCancelled):
-            exc = RuntimeError("execute raised JobCancelled although the job was not cancelled")
-        return Outcome(State.RETRYING, error=_error(exc, retryable=True), reason="attempt failed")
-    return Outcome(State.COMPLETED, result=value)
 
 
 class Runner:
@@ -135,13 +75,13 @@ class Runner:
             job_type = self.plugins.get(job.type).job_type
         except UnknownJobTypeError as exc:
             self._store_outcome(
-                current, None, _failed("UnknownJobType", f"{exc} (on {self.worker_name})")
+                current, None, failed("UnknownJobType", f"{exc} (on {self.worker_name})")
             )
             return
         try:
             payload = job_type.validate_payload(job.payload)
         except ValidationError as exc:
-            self._store_outcome(current, job_type, _failed("PayloadInvalid", str(exc)))
+            self._store_outcome(current, job_type, failed("PayloadInvalid", str(exc)))
             return
         current.timeout = job_type.timeout
         self.supervisor.begin(current)
@@ -160,7 +100,7 @@ class Runner:
             return
         job_type = self.plugins.job_types[attempt.job.type].job_type
         if attempt.token.reason == "timeout":
-            outcome = _timed_out(job_type)
+            outcome = timed_out(job_type)
         else:
             outcome = Outcome(State.CANCELLED, reason="cancelled")
         ignored = f"execute ignored its token for {self.grace_seconds:g} s; the worker stopped it"
@@ -215,9 +155,13 @@ class Runner:
                 retry_in=retry_in,
             )
         except SerializationError as exc:
-            failed = _failed("ResultNotSerializable", str(exc))
+            unstorable = failed("ResultNotSerializable", str(exc))
             self.store.transition(
-                job.id, State.FAILED, fence=attempt.owner, reason=failed.reason, error=failed.error
+                job.id,
+                State.FAILED,
+                fence=attempt.owner,
+                reason=unstorable.reason,
+                error=unstorable.error,
             )
         level = logging.DEBUG if outcome.state is State.COMPLETED else logging.WARNING
         logger.log(level, "job %s attempt %d: %s", job.id, job.attempts, outcome.state)
