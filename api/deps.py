@@ -1,4 +1,8 @@
-"""Dependencies of the routes, as ``Annotated`` aliases."""
+"""Dependencies of the routes, as ``Annotated`` aliases.
+
+They do no I/O, so they are ``async``: FastAPI would run a plain ``def`` on a worker
+thread, a hop per dependency on every request.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from api.state import ApiState
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 
@@ -18,7 +22,9 @@ def get_state(request: Request) -> ApiState:
 State = Annotated[ApiState, Depends(get_state)]
 
 
-def require_api_key(state: State, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_api_key(
+    state: State, authorization: Annotated[str | None, Header()] = None
+) -> None:
     """With ``ORCHESTRATOR_API_KEYS`` set, every call needs ``Authorization: Bearer <key>``."""
     keys = state.settings.api_keys
     if not keys:

@@ -10,6 +10,7 @@ import logging
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from api.limits import BodyTooLargeError
 from orchestrator_core.exceptions import (
@@ -85,6 +86,15 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _response(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # The client hung up while sending its body: nobody will read this answer.
+    logger.info(
+        "%s %s: client disconnected before sending its body", request.method, request.url.path
+    )
+    return _response(status.HTTP_400_BAD_REQUEST, "the request body was not received")
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(OrchestratorError, _orchestrator_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from api.deps import Authorized, State
 from api.schemas import JobCreate, JobPage, JobPublic
+from orchestrator_core import Job
 from orchestrator_core.store import MAX_PAGE, CancelOutcome
 from orchestrator_core.submission import submit
 
@@ -89,11 +89,16 @@ async def create_job(
         idempotency_key=idempotency_key,
     )
     job = created.job
-    return JSONResponse(
-        jsonable_encoder(job),
-        status_code=status.HTTP_201_CREATED if created.created else status.HTTP_200_OK,
+    return _document(
+        job,
+        status.HTTP_201_CREATED if created.created else status.HTTP_200_OK,
         headers={"Location": f"/jobs/{job.id}"},
     )
+
+
+def _document(job: Job, code: int, headers: dict[str, str] | None = None) -> Response:
+    # Serialized by the model itself: the generic encoder costs a third of a request.
+    return Response(job.model_dump_json(), code, headers, media_type="application/json")
 
 
 @router.get("/jobs", response_model=JobPage, responses=ERRORS)
@@ -114,8 +119,8 @@ def list_jobs(
     response_model=JobPublic,
     responses={**ERRORS, 404: {"description": "no such job"}},
 )
-def get_job(job_id: str, state: State) -> JobPublic:
-    return state.store.get(job_id)
+def get_job(job_id: str, state: State) -> Response:
+    return _document(state.store.get(job_id), status.HTTP_200_OK)
 
 
 @router.delete(
@@ -136,4 +141,4 @@ def cancel_job(job_id: str, state: State) -> Response:
         if result.outcome is CancelOutcome.FINISHED
         else status.HTTP_202_ACCEPTED
     )
-    return JSONResponse(jsonable_encoder(result.job), status_code=code)
+    return _document(result.job, code)
