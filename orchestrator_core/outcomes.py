@@ -48,7 +48,8 @@ def failed(error_type: str, message: str) -> Outcome:
 def timed_out(job_type: JobType) -> Outcome:
     error = ErrorInfo(
         type="Timeout",
-        message=f"the attempt ran past its {job_type.timeout} s timeout",
+        message="the attempt ran past its timeout"
+        + (f" of {job_type.timeout:g} s" if job_type.timeout is not None else ""),
         retryable=True,
     )
     return Outcome(State.RETRYING, error=error, reason="timeout")
