@@ -95,3 +95,23 @@ def check_result(outcome: Outcome) -> Outcome:
     except SerializationError as exc:
         return failed("ResultNotSerializable", str(exc))
     return outcome
+
+
+def escalated(job_type: JobType, token: CancellationToken, grace: float) -> Outcome:
+    """The outcome of an ``execute`` that ignored its fired token for ``grace`` seconds,
+    which the worker stops by ending its process."""
+    outcome = (
+        timed_out(job_type)
+        if token.reason == "timeout"
+        else Outcome(State.CANCELLED, reason="cancelled")
+    )
+    ignored = f"execute ignored its token for {grace:g} s; the worker stopped it"
+    return Outcome(outcome.state, error=outcome.error, reason=f"{outcome.reason}: {ignored}")
+
+
+def as_stored(outcome: Outcome, *, attempt: int, max_attempts: int) -> Outcome:
+    """A failed attempt with no attempt left is stored FAILED; anything else as it is."""
+    if outcome.state is State.RETRYING and attempt >= max_attempts:
+        reason = f"attempts exhausted: {outcome.reason}"
+        return Outcome(State.FAILED, error=outcome.error, reason=reason)
+    return outcome

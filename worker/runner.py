@@ -22,7 +22,7 @@ from orchestrator_core.exceptions import (
     StoreUnavailableError,
     UnknownJobTypeError,
 )
-from orchestrator_core.outcomes import Outcome, classify, failed, timed_out
+from orchestrator_core.outcomes import Outcome, as_stored, classify, escalated, failed
 from orchestrator_core.store import JobStore
 from worker.supervisor import Attempt, Supervisor
 
@@ -99,13 +99,8 @@ class Runner:
         if not attempt.finish():
             return
         job_type = self.plugins.job_types[attempt.job.type].job_type
-        if attempt.token.reason == "timeout":
-            outcome = timed_out(job_type)
-        else:
-            outcome = Outcome(State.CANCELLED, reason="cancelled")
-        ignored = f"execute ignored its token for {self.grace_seconds:g} s; the worker stopped it"
-        outcome = Outcome(outcome.state, error=outcome.error, reason=f"{outcome.reason}: {ignored}")
-        logger.error("job %s attempt %d: %s", attempt.job.id, attempt.job.attempts, ignored)
+        outcome = escalated(job_type, attempt.token, self.grace_seconds)
+        logger.error("job %s attempt %d: %s", attempt.job.id, attempt.job.attempts, outcome.reason)
         self._store_outcome(attempt, job_type, outcome)
         # Threads cannot be killed: ending the process is what frees the slot. The pool
         # starts a fresh process, and the redelivered message finds the job settled.
@@ -115,12 +110,10 @@ class Runner:
     def _store_outcome(self, attempt: Attempt, job_type: JobType | None, outcome: Outcome) -> None:
         job = attempt.job
         retry_in = None
-        if outcome.state is State.RETRYING:
-            if job.attempts >= job.max_attempts or job_type is None:
-                reason = f"attempts exhausted: {outcome.reason}"
-                outcome = Outcome(State.FAILED, error=outcome.error, reason=reason)
-            else:
-                retry_in = job_type.retry_delay(job.attempts)
+        max_attempts = job.max_attempts if job_type is not None else job.attempts
+        outcome = as_stored(outcome, attempt=job.attempts, max_attempts=max_attempts)
+        if outcome.state is State.RETRYING and job_type is not None:
+            retry_in = job_type.retry_delay(job.attempts)
         deadline = time.monotonic() + self.lease_seconds
         while True:
             try:
