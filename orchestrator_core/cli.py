@@ -13,12 +13,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator_core import client_output
 from orchestrator_core.exceptions import ConfigurationError, UnknownJobTypeError
 from orchestrator_core.job_type import JobType
 from orchestrator_core.plugins import Plugins, load_plugins
+from orchestrator_core.scaffold import PluginNames, create_plugin
 from orchestrator_core.settings import load_settings
 from orchestrator_core.states import State
 
@@ -81,6 +83,57 @@ def _add_plugins(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     command.add_argument("--json", action="store_true", help="print one JSON object")
     command.set_defaults(handler=_plugins)
+    # Optional, so that plain `orchestrator plugins` keeps listing.
+    actions = command.add_subparsers(
+        dest="plugins_action", metavar="[ACTION]", help="leave out to list the plugins"
+    )
+    _add_plugins_new(actions)
+
+
+def _add_plugins_new(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    new = actions.add_parser(
+        "new",
+        help="create a new plugin distribution from a template",
+        description="Create orchestrator-NAME/ in DIR: a plugin distribution with a job type "
+        "NAME.hello, its entry point and tests that pass once it is installed "
+        "(pip install -e DIR/orchestrator-NAME). Exits 1 if that folder exists and is not empty.",
+    )
+    new.add_argument(
+        "name",
+        metavar="NAME",
+        type=_plugin_name,
+        help="the plugin's name: lowercase letters, digits and dashes, e.g. acme or acme-jobs",
+    )
+    new.add_argument(
+        "--directory",
+        type=Path,
+        default=Path(),
+        metavar="DIR",
+        help="where to create orchestrator-NAME/ (default: the current directory)",
+    )
+    new.set_defaults(handler=_plugins_new)
+
+
+def _plugins_new(args: argparse.Namespace) -> int:
+    try:
+        target = create_plugin(args.name, args.directory)
+    except OSError as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    names = PluginNames.parse(args.name)
+    print(f"Created {target}: plugin {names.name!r} with the job type {names.type_name!r}.")
+    print("Next:")
+    print(f"  pip install -e {target}")
+    print(f"  python -m pytest {target / 'tests'}")
+    print("  orchestrator plugins")
+    return EXIT_OK
+
+
+def _plugin_name(text: str) -> str:
+    try:
+        return PluginNames.parse(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
