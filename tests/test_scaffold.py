@@ -128,7 +128,8 @@ def test_the_rendered_files_name_the_plugin() -> None:
 
 
 def test_the_wheel_ships_the_templates_and_the_pytest_plugin(tmp_path: Path) -> None:
-    done = run(sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", tmp_path, cwd=ROOT)
+    # Built the way pip builds it for an install: an isolated build with the declared backend.
+    done = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", tmp_path, ROOT, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     [wheel] = tmp_path.glob("orchestrator-*.whl")
     with zipfile.ZipFile(wheel) as archive:
