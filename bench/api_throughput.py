@@ -41,6 +41,7 @@ import httpx
 import redis
 from kombu import Connection
 
+from bench.service import Service
 from orchestrator_core import load_plugins
 from orchestrator_core.broker import queue_name
 from orchestrator_core.keys import Keys
@@ -48,7 +49,6 @@ from orchestrator_core.keys import Keys
 HOST = "127.0.0.1"
 REDIS_URL = f"redis://{HOST}:6379/0"
 BROKER_URL = f"amqp://guest:guest@{HOST}:5672//"
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BODY = json.dumps({"type": "demo.echo", "payload": {"message": "x"}})
 WRK_THREADS = 2
@@ -56,7 +56,6 @@ WRK_TIMEOUT = "10s"
 """Past wrk's default of 2 s, so a slow answer counts in the latencies, not as an error."""
 WARMUP_SECONDS = 2
 READY_SECONDS = 60.0
-STOP_SECONDS = 10.0
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
 LEVELS = ("WARNING", "ERROR", "CRITICAL", "Traceback")
@@ -83,26 +82,13 @@ class Sample:
     """Connect, read, write errors and timeouts: requests that got no answer."""
 
 
-class ApiProcess:
-    """The API subprocess in its own session, its stdout and stderr in a temporary file."""
+class ApiProcess(Service):
+    """``orchestrator api`` on a loopback port; ready once ``GET /healthz`` answers."""
 
     def __init__(self, port: int, env: dict[str, str]) -> None:
-        self.port = port
-        handle, path = tempfile.mkstemp(prefix="bench-api-", suffix=".log")
-        os.close(handle)
-        self.log = Path(path)
         argv = [str(BIN / "orchestrator"), "--log-level", "WARNING", "api"]
-        argv += ["--host", HOST, "--port", str(port)]
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        super().__init__("bench-api", [*argv, "--host", HOST, "--port", str(port)], env)
+        self.port = port
 
     @property
     def base_url(self) -> str:
@@ -113,32 +99,13 @@ class ApiProcess:
         deadline = time.monotonic() + READY_SECONDS
         with httpx.Client(base_url=self.base_url, timeout=2.0, trust_env=False) as client:
             while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"api exited ({self.process.returncode}):\n{self.tail()}")
+                self.check_running()
                 with contextlib.suppress(httpx.TransportError):
                     if client.get("/healthz").status_code == 200:
                         return
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"api not ready in {READY_SECONDS:g} s:\n{self.tail()}")
                 time.sleep(0.1)
-
-    def stop(self) -> None:
-        """SIGTERM to the process group, SIGKILL if it is still there after a while."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
 
 
 def api_env(prefix: str) -> dict[str, str]:

@@ -31,9 +31,7 @@ import os
 import re
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -48,6 +46,7 @@ import redis
 from kombu import Connection
 
 from bench.raw_celery import TASK_NAME, make_app
+from bench.service import Service
 from orchestrator_core import State, load_plugins
 from orchestrator_core.broker import Publisher, queue_name
 from orchestrator_core.job_type import JobType
@@ -57,7 +56,6 @@ from orchestrator_core.submission import submit
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WARMUP_JOBS = 50
 WARMUP_CANCELS = 2
@@ -67,7 +65,6 @@ CANCEL_POLL_SECONDS = 0.0005
 RAW_POLL_WINDOW = 64
 """Oldest unconfirmed result keys checked per poll; tasks finish roughly in order."""
 READY_SECONDS = 60.0
-STOP_SECONDS = 10.0
 LEVELS = ("WARNING", "ERROR", "CRITICAL", "Traceback")
 
 
@@ -129,53 +126,16 @@ class Submitter(threading.Thread):
             self.error = exc
 
 
-class WorkerProcess:
-    """A worker subprocess in its own session, its stdout and stderr in a temporary file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        handle, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
-        os.close(handle)
-        self.log = Path(path)
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+class WorkerProcess(Service):
+    """A worker (ours or raw Celery's); ready once its log says so."""
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_SECONDS
         while "ready." not in self.text():
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited ({self.process.returncode}):\n{self.tail()}"
-                )
+            self.check_running()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} not ready in {READY_SECONDS:g} s:\n{self.tail()}")
             time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM to the process group (a warm shutdown), SIGKILL if it is still there."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
 
 
 def worker_env(extra: dict[str, str]) -> dict[str, str]:
