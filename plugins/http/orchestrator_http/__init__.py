@@ -5,7 +5,7 @@ payload model and the retryable error classes are re-exported for callers that
 build payloads or inspect failures; importing them registers nothing.
 """
 
-from orchestrator_http.errors import RequestError, ServerError
+from orchestrator_http.errors import RequestError, ServerError, TryLaterError
 from orchestrator_http.payload import RequestPayload
 
-__all__ = ["RequestError", "RequestPayload", "ServerError"]
+__all__ = ["RequestError", "RequestPayload", "ServerError", "TryLaterError"]

@@ -34,3 +34,16 @@ class RequestError(Exception):
         super().__init__(message)
         self.url = url
         self.cause = cause
+
+
+class TryLaterError(Exception):
+    """Raised when the server answers 408 or 429, asking the client to come back later.
+
+    :ivar status: the response status.
+    :ivar url: the URL requested (without credentials).
+    """
+
+    def __init__(self, message: str, *, status: int, url: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url

@@ -14,8 +14,11 @@ import httpx
 from pydantic import JsonValue
 
 from orchestrator_core import CancellationToken, PermanentError
-from orchestrator_http.errors import RequestError, ServerError
+from orchestrator_http.errors import RequestError, ServerError, TryLaterError
 from orchestrator_http.payload import RequestPayload
+
+TRY_LATER = frozenset({408, 429})
+"""4xx statuses that ask the client to retry later: retried like a 5xx, not failed for good."""
 
 EXCERPT_BYTES = 1024
 """Most bytes of a rejected response's body read to quote in the error."""
@@ -149,6 +152,8 @@ async def _reject(payload: RequestPayload, response: httpx.Response, url: str) -
         message += f": {excerpt}"
     if status >= 500:
         raise ServerError(message, status=status, url=url)
+    if status in TRY_LATER:
+        raise TryLaterError(message, status=status, url=url)
     raise PermanentError(message)
 
 

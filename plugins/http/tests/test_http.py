@@ -353,6 +353,15 @@ def test_credentials_in_the_url_stay_out_of_the_error(server: Server) -> None:
 # --- Failed attempts, retried -------------------------------------------------------
 
 
+@pytest.mark.parametrize("status", [408, 429])
+def test_try_later_statuses_are_retried(server: Server, status: int) -> None:
+    outcome = attempt({"url": server.url(f"/status/{status}")})
+    assert outcome.state is State.RETRYING
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("TryLaterError", True)
+    assert f"answered {status}" in outcome.error.message
+
+
 def test_a_503_is_a_failed_attempt_to_retry(server: Server) -> None:
     outcome = attempt({"method": "POST", "url": server.url("/status/503"), "text": "x"})
     assert outcome.state is State.RETRYING
