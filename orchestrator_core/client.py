@@ -58,6 +58,10 @@ class WaitTimeoutError(OrchestratorError, TimeoutError):
         self.job = job
 
 
+TRANSIENT_STATUSES = frozenset({None, 502, 503, 504})
+"""Poll failures that a moment's wait may mend: no answer, or a gateway or service away."""
+
+
 class Client:
     """The REST API at ``base_url``, with ``api_key`` sent as a bearer token when given.
 
@@ -172,6 +176,7 @@ class Client:
         on_update: Callable[[Document], None],
         poll_seconds: float = 0.2,
         timeout: float | None = None,
+        outage_seconds: float = 60.0,
     ) -> Document:
         """Poll job ``job_id`` until it is COMPLETED, FAILED or CANCELLED; return that document.
 
@@ -179,13 +184,33 @@ class Client:
         progress or cancel request changed (the final document included). Polling can miss
         a state that lasted shorter than ``poll_seconds``.
 
+        A poll that finds the API unreachable or answering 503 (a restart, Redis away for
+        a moment) is tried again with growing pauses, for up to ``outage_seconds``.
+
         :raises WaitTimeoutError: when ``timeout`` seconds pass first; the job carries on.
-        :raises ApiError: when a poll fails; the job carries on.
+        :raises ApiError: when a poll fails for good, or the outage lasts too long; the
+            job carries on.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: tuple[object, ...] | None = None
+        outage_since: float | None = None
+        pause = poll_seconds
         while True:
-            job = self.get(job_id)
+            try:
+                job = self.get(job_id)
+            except ApiError as exc:
+                if exc.status not in TRANSIENT_STATUSES:
+                    raise
+                now = time.monotonic()
+                outage_since = outage_since or now
+                if now - outage_since > outage_seconds or (
+                    deadline is not None and now >= deadline
+                ):
+                    raise
+                pause = min(pause * 2, 5.0)
+                time.sleep(pause)
+                continue
+            outage_since, pause = None, poll_seconds
             current = (
                 job.get("state"),
                 job.get("attempts"),

@@ -601,3 +601,46 @@ def test_client_wait_reports_changes_only_and_can_give_up() -> None:
     with stand_in(running) as client, pytest.raises(WaitTimeoutError) as caught:
         client.wait("j", on_update=lambda job: None, poll_seconds=0.01, timeout=0.05)
     assert caught.value.job_id == "j"
+
+
+def test_wait_rides_out_a_short_outage_of_the_api() -> None:
+    answers = iter(
+        [
+            httpx.Response(200, json={"id": "j1", "state": "RUNNING", "attempts": 1}),
+            httpx.Response(503, json={"detail": "Redis is unavailable; try again shortly"}),
+            httpx.ConnectError("refused"),
+            httpx.Response(200, json={"id": "j1", "state": "COMPLETED", "attempts": 1}),
+        ]
+    )
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    updates: list[str] = []
+    with stand_in(flaky) as client:
+        final = client.wait(
+            "j1", on_update=lambda job: updates.append(job["state"]), poll_seconds=0.01
+        )
+    assert final["state"] == "COMPLETED"
+    assert updates == ["RUNNING", "COMPLETED"]
+
+
+def test_wait_gives_up_on_a_long_outage_and_on_other_errors() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"detail": "down"})
+
+    with stand_in(down) as client, pytest.raises(ApiError) as caught:
+        client.wait("j1", on_update=lambda job: None, poll_seconds=0.01, outage_seconds=0.1)
+    assert caught.value.status == 503
+
+    def gone(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"detail": "no job with id 'j1'"})
+
+    started = time.monotonic()
+    with stand_in(gone) as client, pytest.raises(ApiError) as caught:
+        client.wait("j1", on_update=lambda job: None, poll_seconds=0.01)
+    assert caught.value.status == 404
+    assert time.monotonic() - started < 1, "a 404 is not an outage"
