@@ -45,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.handler(args)
+    except BrokenPipeError:
+        # The reader (``| head``, say) has gone; stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except ConfigurationError as exc:
         # An operator's mistake, not a bug: say which setting, without a traceback.
         message = " ".join(str(exc).splitlines())
@@ -356,10 +360,6 @@ def _with_client(
         except KeyboardInterrupt:
             print("orchestrator: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
-        except BrokenPipeError:
-            # The reader (``| head``, say) has gone; stop quietly, as other tools do.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_FAILED
 
     return handler
 

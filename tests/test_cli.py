@@ -102,3 +102,18 @@ def test_missing_command_is_a_usage_error() -> None:
     result = run()
     assert result.returncode == 2
     assert "required: COMMAND" in result.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    process = subprocess.Popen(
+        [str(ORCHESTRATOR), "plugins", "--json"],
+        env={**clean, "PYTHONPATH": str(DISTS), "ORCHESTRATOR_PLUGINS": "testplugin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # like `| head` having read all it wanted
+    _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr.decode()
+    assert "BrokenPipeError" not in stderr.decode()
