@@ -34,6 +34,7 @@ from orchestrator_core.exceptions import (
     OrchestratorError,
     StaleLeaseError,
 )
+from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
 from orchestrator_core.keys import Keys
 from orchestrator_core.models import ErrorInfo, Job, Progress
 from orchestrator_core.records import decode_job, to_json
@@ -193,12 +194,19 @@ class JobStore:
         while a client pages never shift later pages, so nothing is skipped or
         repeated. A document that does not decode is logged and left out.
 
-        :raises InvalidQueryError: bad state name, limit outside 1..500, or bad cursor.
+        :raises InvalidQueryError: bad state or type name, limit outside 1..500, or bad cursor.
         """
         if isinstance(state, str):
             state = State.parse(state)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidQueryError(f"limit must be an integer from 1 to {MAX_PAGE}, not {limit!r}")
+        if job_type is not None and not (
+            len(job_type) <= MAX_NAME_LENGTH and NAME_PATTERN.fullmatch(job_type)
+        ):
+            # No type can have such a name, and it must not reach into other keys' names.
+            raise InvalidQueryError(
+                f"malformed job type {job_type!r}; names look like 'acme.count'"
+            )
         if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 20):
             raise InvalidQueryError(f"malformed cursor {cursor!r}; pass back a next_cursor value")
         args = {

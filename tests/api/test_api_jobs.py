@@ -225,7 +225,14 @@ def test_listing_filters_and_pages_newest_first(api: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"state": "DONE"}, {"limit": 0}, {"limit": 501}, {"limit": "x"}, {"cursor": "abc"}],
+    [
+        {"state": "DONE"},
+        {"limit": 0},
+        {"limit": 501},
+        {"limit": "x"},
+        {"cursor": "abc"},
+        {"type": "demo.echo:CREATED"},
+    ],
 )
 def test_bad_listing_queries_are_422(api: httpx.Client, params: dict[str, object]) -> None:
     response = api.get("/jobs", params=params)
