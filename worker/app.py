@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TypeGuard
 
 from celery import Celery
+from celery.exceptions import Reject
 
 from orchestrator_core import Plugins, Settings
 from orchestrator_core.broker import TASK_NAME, make_celery
+from orchestrator_core.exceptions import StoreUnavailableError
 from worker.runtime import runtime
 
 logger = logging.getLogger(__name__)
+
+REQUEUE_PAUSE_SECONDS = 1.0
+"""How long a process waits before giving back a message it could not start (Redis away)."""
 
 
 def create_app(settings: Settings, plugins: Plugins) -> Celery:
@@ -31,7 +37,14 @@ def create_app(settings: Settings, plugins: Plugins) -> Celery:
                 kwargs,
             )
             return
-        runtime(settings, plugins).runner.run(job_id, attempt)
+        try:
+            runtime(settings, plugins).runner.run(job_id, attempt)
+        except StoreUnavailableError as exc:
+            # Nothing was started: give the message back rather than ack it and strand
+            # the job. The pause keeps a Redis outage from becoming a redelivery storm.
+            logger.warning("job %s: %s; the message goes back to the queue", job_id, exc)
+            time.sleep(REQUEUE_PAUSE_SECONDS)
+            raise Reject(str(exc), requeue=True) from exc
 
     return app
 

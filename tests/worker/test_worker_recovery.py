@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import redis
 from harness import Jobs, Workers
 from kombu import Connection, Exchange, Producer
 
@@ -128,3 +129,22 @@ def test_a_resumed_zombie_cannot_commit_over_the_attempt_that_replaced_it(
         time.sleep(0.05)
     time.sleep(0.5)
     assert jobs.store.get(job.id) == done, "the zombie's outcome must not be stored"
+
+
+def test_a_message_arriving_while_redis_is_away_is_not_lost(
+    workers: Workers, jobs: Jobs, redis_client: redis.Redis
+) -> None:
+    worker = workers.start()
+    queue = f"{jobs.store.keys.prefix}.demo.echo"
+    job = jobs.store.create("demo.echo", {"message": "late"}, max_attempts=1, queue=queue)
+    jobs.store.dispatched([(job.id, 1)])  # out of the outbox: the message is all there is
+    redis_client.execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+    try:
+        jobs.publisher.publish(job.id, 1, queue)
+        time.sleep(2.8)  # the worker's start times out (2 s) inside the pause
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    done = jobs.wait(job.id, State.COMPLETED, timeout=20)
+    assert done.result == {"message": "late", "data": None}
+    assert done.attempts == 1
+    assert "the message goes back to the queue" in worker.text()
