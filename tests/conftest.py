@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from cleanup import delete_keys
 
 from orchestrator_core.connection import connect_redis
 from orchestrator_core.settings import Settings, load_settings
@@ -18,12 +19,6 @@ from orchestrator_core.store import JobStore
 
 def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
-
-
-def delete_prefix(client: redis.Redis, prefix: str) -> None:
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.delete(*keys[start : start + 500])
 
 
 @pytest.fixture
@@ -41,7 +36,7 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
             pytest.fail(f"Redis at {settings.redis_url} is required in CI: {exc}")
         pytest.skip(f"Redis at {settings.redis_url} is not running: {exc}")
     yield client
-    delete_prefix(client, settings.prefix)
+    delete_keys(client, settings.prefix)
     client.close()
 
 

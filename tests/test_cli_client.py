@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from cleanup import delete_broker_objects, delete_keys
 from kombu import Connection
 
 from orchestrator_core.client import ApiError, Client, WaitTimeoutError
@@ -134,18 +135,11 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 def delete_prefix(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        keys = list(client.scan_iter(match=f"{settings.prefix}:*", count=1000))
-        for start_at in range(0, len(keys), 500):
-            client.delete(*keys[start_at : start_at + 500])
+        delete_keys(client, settings.prefix)
     finally:
         client.close()
-    prefix = settings.prefix
-    with Connection(settings.broker_url, connect_timeout=5) as connection:
-        channel = connection.channel()
-        for queue in (*(f"{prefix}.{name}" for name in DEMO_TYPES), f"{prefix}.dead"):
-            channel.queue_delete(queue)
-        for exchange in (f"{prefix}.jobs", f"{prefix}.dlx"):
-            channel.exchange_delete(exchange)
+    queues = [f"{settings.prefix}.{name}" for name in DEMO_TYPES]
+    delete_broker_objects(settings.broker_url, settings.prefix, queues)
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,7 @@ from typing import IO, Any
 import httpx
 import pytest
 import redis
-from amqp.exceptions import ChannelError
-from kombu import Connection
+from cleanup import delete_broker_objects, delete_keys
 
 from orchestrator_core import load_plugins, load_settings
 from orchestrator_core.broker import queue_name
@@ -120,27 +119,10 @@ def clean_up_services(prefix: str, queues: list[str]) -> None:
     settings = load_settings(prefix=prefix)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
     try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_keys(client, prefix)
     finally:
         client.close()
-    names = Keys(prefix)
-    with Connection(settings.broker_url, connect_timeout=5) as connection:
-        for kind, name in [("queue", q) for q in queues] + [
-            ("exchange", names.exchange),
-            ("exchange", names.dead_letter_exchange),
-        ]:
-            channel = connection.channel()
-            try:
-                if kind == "queue":
-                    channel.queue_delete(name)
-                else:
-                    channel.exchange_delete(name)
-            except ChannelError:
-                pass  # never declared: nothing to delete, and the channel is closed
-            else:
-                channel.close()
+    delete_broker_objects(settings.broker_url, prefix, queues)
 
 
 @pytest.fixture

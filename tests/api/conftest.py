@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from apiserver import ApiFactory, delete_broker_objects, serve
+from apiserver import ApiFactory, serve
+from cleanup import delete_broker_objects, job_queues
 from netfaults import TcpProxy
 
-from orchestrator_core import Settings, load_settings
+from orchestrator_core import Settings, load_plugins, load_settings
 from orchestrator_core.store import JobStore
 
 
@@ -27,7 +28,8 @@ def api_settings(settings: Settings, redis_client: redis.Redis) -> Iterator[Sett
         max_body_bytes=4096,
     )
     yield configured
-    delete_broker_objects(configured)
+    queues = job_queues(configured.prefix, load_plugins(allow=configured.plugins))
+    delete_broker_objects(configured.broker_url, configured.prefix, queues)
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from cleanup import delete_broker_objects, job_queues
 from harness import ALLOWED, FIXTURES, Jobs, Workers
 from kombu import Connection
 
 from orchestrator_core import load_plugins
-from orchestrator_core.broker import Publisher, queue_name
+from orchestrator_core.broker import Publisher
 from orchestrator_core.settings import Settings, load_settings
 from orchestrator_core.store import JobStore
 
@@ -37,22 +38,8 @@ def worker_settings(
                 pytest.fail(f"RabbitMQ at {configured.broker_url} is required in CI: {exc}")
             pytest.skip(f"RabbitMQ at {configured.broker_url} is not running: {exc}")
     yield configured
-    _delete_broker_objects(configured)
-
-
-def _delete_broker_objects(settings: Settings) -> None:
-    store_keys = JobStore.from_settings(settings).keys
-    plugins = load_plugins(allow=list(ALLOWED))
-    queues = {
-        queue_name(store_keys, registered.job_type) for registered in plugins.job_types.values()
-    }
-    queues.add(store_keys.dead_letter_queue)
-    with Connection(settings.broker_url, connect_timeout=5) as connection:
-        channel = connection.channel()
-        for queue in sorted(queues):
-            channel.queue_delete(queue)
-        for exchange in (store_keys.exchange, store_keys.dead_letter_exchange):
-            channel.exchange_delete(exchange)
+    queues = job_queues(configured.prefix, load_plugins(allow=list(ALLOWED)))
+    delete_broker_objects(configured.broker_url, configured.prefix, queues)
 
 
 @pytest.fixture
