@@ -33,15 +33,13 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import redis
-from kombu import Connection
 
-from bench.service import Service
+from bench.service import Service, delete_broker_entities, delete_keys, step
 from orchestrator_core import load_plugins
 from orchestrator_core.broker import queue_name
 from orchestrator_core.keys import Keys
@@ -350,46 +348,14 @@ def log_summary(api: ApiProcess) -> str:
     return "\n".join([f"api log: {len(lines)} lines, {found}", *shown])
 
 
-def delete_keys(client: redis.Redis, pattern: str) -> int:
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) == 500:
-            deleted += client.delete(*batch)
-            batch = []
-    if batch:
-        deleted += client.delete(*batch)
-    return deleted
-
-
-def delete_broker_entities(queues: list[str], exchanges: list[str]) -> None:
-    with Connection(BROKER_URL, connect_timeout=5) as connection:
-        # A channel each: a failed delete closes its channel, not the others'.
-        for name in queues:
-            with connection.channel() as channel:
-                channel.queue_delete(name)
-        for name in exchanges:
-            with connection.channel() as channel:
-                channel.exchange_delete(name)
-
-
-@contextlib.contextmanager
-def step(what: str) -> Iterator[None]:
-    """Run one clean-up step; report its failure and go on with the others."""
-    try:
-        yield
-    except Exception as exc:
-        print(f"clean-up: {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-
-
 def clean_up(keys: Keys, client: redis.Redis) -> None:
     with step(f"deleting Redis keys {keys.pattern}"):
-        delete_keys(client, keys.pattern)
+        delete_keys(client, keys.prefix)
     with step("deleting queues and exchanges"):
         plugins = load_plugins(allow=["demo"])
         queues = {queue_name(keys, p.job_type) for p in plugins.job_types.values()}
         delete_broker_entities(
+            BROKER_URL,
             sorted({*queues, keys.dead_letter_queue}),
             [keys.exchange, keys.dead_letter_exchange],
         )

@@ -1,4 +1,4 @@
-"""A service the benchmarks start: a subprocess in its own session, its output in a log file."""
+"""What the benchmarks start and clean up: services in sessions of their own, keys, queues."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import redis
+from kombu import Connection
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_SECONDS = 10.0
@@ -54,3 +59,31 @@ class Service:
 
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.text().splitlines()[-lines:])
+
+
+def delete_keys(client: redis.Redis, prefix: str) -> int:
+    """Delete every Redis key under ``prefix``; returns how many there were."""
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    return len(keys)
+
+
+def delete_broker_entities(broker_url: str, queues: list[str], exchanges: list[str]) -> None:
+    """Delete queues and exchanges, a channel each: one failed delete closes only its own."""
+    with Connection(broker_url, connect_timeout=5) as connection:
+        for name in queues:
+            with connection.channel() as channel:
+                channel.queue_delete(name)
+        for name in exchanges:
+            with connection.channel() as channel:
+                channel.exchange_delete(name)
+
+
+@contextlib.contextmanager
+def step(what: str) -> Iterator[None]:
+    """Run one clean-up step; report its failure and go on with the others."""
+    try:
+        yield
+    except Exception as exc:
+        print(f"clean-up: {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)

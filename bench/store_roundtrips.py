@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from bench.service import delete_keys
 from orchestrator_core import State
 from orchestrator_core.connection import connect_redis
 from orchestrator_core.settings import load_settings
@@ -76,9 +77,7 @@ def main() -> None:
         ratio = statistics.fmean(store_samples) / statistics.fmean(ping_samples)
         print(f"lifecycle / baseline: {ratio:.2f}x over {options.jobs} runs each")
     finally:
-        keys = list(client.scan_iter(match=f"{settings.prefix}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
+        delete_keys(client, settings.prefix)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ is deleted at the end, also on failure or Ctrl-C. Talks only to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import re
@@ -36,17 +35,16 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import redis
-from kombu import Connection
 
 from bench.raw_celery import TASK_NAME, make_app
-from bench.service import Service
+from bench.service import Service, delete_broker_entities, delete_keys, step
 from orchestrator_core import State, load_plugins
 from orchestrator_core.broker import Publisher, queue_name
 from orchestrator_core.job_type import JobType
@@ -340,32 +338,6 @@ def log_summary(worker: WorkerProcess) -> list[str]:
     return report
 
 
-def delete_keys(client: redis.Redis, prefix: str) -> int:
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.delete(*keys[start : start + 500])
-    return len(keys)
-
-
-def delete_broker_entities(queues: list[str], exchanges: list[str]) -> None:
-    with Connection(BROKER_URL, connect_timeout=5) as connection:
-        for name in queues:
-            with connection.channel() as channel:
-                channel.queue_delete(name)
-        for name in exchanges:
-            with connection.channel() as channel:
-                channel.exchange_delete(name)
-
-
-@contextlib.contextmanager
-def step(what: str) -> Iterator[None]:
-    """Run one clean-up step; report its failure and go on with the others."""
-    try:
-        yield
-    except Exception as exc:
-        print(f"clean-up: {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-
-
 def per_job(calls: Counter[str], jobs: int) -> str:
     return "  ".join(f"{name} {n / jobs:.2f}" for name, n in calls.most_common()) or "none"
 
@@ -573,6 +545,7 @@ class Run:
             # The worker declares a queue for every job type it serves, not only those used.
             queues = {queue_name(keys, p.job_type) for p in self.plugins.job_types.values()}
             delete_broker_entities(
+                BROKER_URL,
                 sorted({*queues, keys.dead_letter_queue, self.raw_queue}),
                 [keys.exchange, keys.dead_letter_exchange, self.raw_queue],
             )
