@@ -5,19 +5,23 @@
 -- KEYS[4] index of all jobs, KEYS[5] lease index (job id scored by lease expiry, ms),
 -- KEYS[6] dispatch schedule (job id scored by when it must be published, ms): the
 -- outbox of new jobs until their message is confirmed, and the backoff of retries.
+-- KEYS[7] event stream (one entry per transition), KEYS[8] metrics hash.
 -- ARGV[1] operation, ARGV[2] job id, ARGV[3] stem of the state indexes,
 -- ARGV[4] stem of the type indexes, ARGV[5] cancel channel,
--- ARGV[6] JSON object of small arguments, ARGV[7] a JSON document (payload or result).
+-- ARGV[6] JSON object of small arguments, ARGV[7] a JSON document (payload or result),
+-- ARGV[8] the event stream's approximate length cap.
 --
 -- Replies: {"ok", ...} or {"err", code, ...}; the Python side maps codes to exceptions.
 
 local ALLOWED = --[[TRANSITIONS]]
+local BUCKETS = --[[BUCKETS]]
 
-local job_key, history_key, seq_key, all_key, lease_key, dispatch_key =
-    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local job_key, history_key, seq_key, all_key, lease_key, dispatch_key, events_key, metrics_key =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local op, id, state_base, type_base, cancel_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local args = cjson.decode(ARGV[6])
 local blob = ARGV[7]
+local events_max = ARGV[8]
 
 -- One clock for every process: Redis TIME, as exact decimal strings (Lua numbers
 -- print large integers in exponent form, and microseconds need 16 digits).
@@ -37,9 +41,39 @@ local function monotonic_now(updated_us)
     return now_us
 end
 
+-- Metrics live in one hash, written here with the transition they measure, so every
+-- process's moves count exactly once. Counters: 't|<type>|<state>'. Histograms:
+-- 'h|<name>|<type>|<label>|<bucket>' (bucket 1..n, n + 1 for +Inf; not cumulative)
+-- and 'h|<name>|<type>|<label>|sum'.
+local function observe(name, job_type, label, value, bounds)
+    local stem = 'h|' .. name .. '|' .. job_type .. '|' .. label .. '|'
+    local slot = #bounds + 1
+    for i, bound in ipairs(bounds) do
+        if value <= bound then slot = i; break end
+    end
+    redis.call('HINCRBY', metrics_key, stem .. slot, 1)
+    redis.call('HINCRBYFLOAT', metrics_key, stem .. 'sum', value)
+end
+
+local function seconds_between(from_us, to_us)
+    return math.max(0, tonumber(to_us) - tonumber(from_us)) / 1000000
+end
+
+-- Every persisted transition is also an entry of the event stream, written in the same
+-- script, so a reader of the stream misses none and sees none that did not happen.
+local function emit(job_type, previous, target, at, attempt, seq, reason)
+    local fields = {'job_id', id, 'type', job_type, 'state', target, 'at', at,
+        'attempt', attempt, 'seq', seq}
+    if previous then table.insert(fields, 'from'); table.insert(fields, previous) end
+    if reason then table.insert(fields, 'reason'); table.insert(fields, reason) end
+    redis.call('HINCRBY', metrics_key, 't|' .. job_type .. '|' .. target, 1)
+    return redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', unpack(fields))
+end
+
 local function move(current, target, reason, fields)
-    local job_type, seq, updated_us, attempts, started_us = unpack(
-        redis.call('HMGET', job_key, 'type', 'seq', 'updated_us', 'attempts', 'started_us'))
+    local job_type, seq, updated_us, attempts, started_us, created_us, cancel_us = unpack(
+        redis.call('HMGET', job_key, 'type', 'seq', 'updated_us', 'attempts', 'started_us',
+            'created_us', 'cancel_requested_us'))
     local at = monotonic_now(updated_us)
     local attempt = tonumber(attempts)
     local writes = {'state', target, 'updated_us', at}
@@ -71,7 +105,21 @@ local function move(current, target, reason, fields)
     redis.call('HSET', job_key, unpack(writes))
     local entry = {state = target, at = at, attempt = attempt}
     if reason then entry.reason = reason end
-    redis.call('RPUSH', history_key, cjson.encode(entry))
+    local position = redis.call('RPUSH', history_key, cjson.encode(entry))
+    emit(job_type, current, target, at, attempt, position, reason)
+    if target == 'RUNNING' and not started_us then
+        observe('queue_wait', job_type, '', seconds_between(created_us, at), BUCKETS.seconds)
+    end
+    if next(ALLOWED[target]) == nil then
+        if started_us then
+            observe('duration', job_type, target, seconds_between(started_us, at), BUCKETS.seconds)
+        end
+        observe('attempts', job_type, target, attempt, BUCKETS.attempts)
+    end
+    if target == 'CANCELLED' then
+        observe('cancel_latency', job_type, current, seconds_between(cancel_us or at, at),
+            BUCKETS.seconds)
+    end
     redis.call('ZREM', state_base .. current, id)
     redis.call('ZADD', state_base .. target, seq, id)
     redis.call('ZREM', type_base .. job_type .. ':' .. current, id)
@@ -109,6 +157,7 @@ if op == 'create' then
         'attempts', 0, 'max_attempts', args.max_attempts, 'cancel_requested', 0,
         'created_us', now_us, 'updated_us', now_us, 'seq', seq, 'idem', args.idem or '')
     redis.call('RPUSH', history_key, cjson.encode({state = 'CREATED', at = now_us, attempt = 0}))
+    redis.call('HSET', job_key, 'created_event', emit(args.type, nil, 'CREATED', now_us, 0, 1, nil))
     redis.call('ZADD', all_key, seq, id)
     redis.call('ZADD', state_base .. 'CREATED', seq, id)
     redis.call('ZADD', type_base .. args.type, seq, id)
@@ -209,10 +258,14 @@ end
 if op == 'discard' then
     -- Undo a submission whose message could not be queued: only a job nobody has
     -- seen start, so to clients it never existed.
-    local attempts, job_type, idem = unpack(redis.call('HMGET', job_key, 'attempts', 'type', 'idem'))
+    local attempts, job_type, idem, created_event = unpack(
+        redis.call('HMGET', job_key, 'attempts', 'type', 'idem', 'created_event'))
     if current ~= 'CREATED' or tonumber(attempts) ~= 0 then
         return {'err', 'illegal', current, 'only a job that never started can be discarded'}
     end
+    -- Neither its event nor its count stays: the job never existed.
+    if created_event then redis.call('XDEL', events_key, created_event) end
+    redis.call('HINCRBY', metrics_key, 't|' .. job_type .. '|CREATED', -1)
     redis.call('DEL', job_key, history_key)
     redis.call('ZREM', all_key, id)
     redis.call('ZREM', state_base .. 'CREATED', id)
@@ -287,7 +340,7 @@ if op == 'cancel' then
     end
     if current == 'RUNNING' then
         if redis.call('HGET', job_key, 'cancel_requested') ~= '1' then
-            redis.call('HSET', job_key, 'cancel_requested', 1)
+            redis.call('HSET', job_key, 'cancel_requested', 1, 'cancel_requested_us', now_us)
         end
         redis.call('PUBLISH', cancel_channel, id)
         return {'ok', 'requested', '', document(), 0}

@@ -77,6 +77,16 @@ class Keys:
         return self.index_all
 
     @property
+    def events(self) -> str:
+        """Stream with one entry per persisted transition, oldest first, length-capped."""
+        return f"{self.prefix}:events"
+
+    @property
+    def metrics(self) -> str:
+        """Hash of the job counters and histograms the store script keeps (see ``metrics.py``)."""
+        return f"{self.prefix}:metrics"
+
+    @property
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancel requests are announced (message: the job id)."""
         return f"{self.prefix}:cancel"

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     """How long an Idempotency-Key keeps naming the job it created."""
     publish_timeout_seconds: float = Field(default=2.0, gt=0)
     """Seconds to connect to the broker and to wait for its publish confirm."""
+    events_max_length: int = Field(default=100_000, ge=1000)
+    """About how many transitions the event stream keeps for late readers to resume from."""
 
     @field_validator("plugins", "api_keys", mode="before")
     @classmethod

@@ -36,6 +36,7 @@ from orchestrator_core.exceptions import (
 )
 from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
 from orchestrator_core.keys import Keys
+from orchestrator_core.metrics import lua_buckets
 from orchestrator_core.models import ErrorInfo, Job, Progress
 from orchestrator_core.records import decode_job, to_json
 from orchestrator_core.settings import Settings
@@ -55,7 +56,9 @@ def _script_source() -> str:
         for state, targets in TRANSITIONS.items()
     )
     template = resources.files("orchestrator_core").joinpath("jobs.lua").read_text(encoding="utf-8")
-    return template.replace("--[[TRANSITIONS]]", f"{{{table}}}")
+    return template.replace("--[[TRANSITIONS]]", f"{{{table}}}").replace(
+        "--[[BUCKETS]]", lua_buckets()
+    )
 
 
 class CancelOutcome(StrEnum):
@@ -148,6 +151,7 @@ class JobStore:
         lease_seconds: float = 30.0,
         outbox_seconds: float = 10.0,
         idempotency_seconds: float = 86400.0,
+        events_max_length: int = 100_000,
         observer: Observer | None = None,
     ) -> None:
         self.redis = client
@@ -155,6 +159,7 @@ class JobStore:
         self.lease_ms = _millis(lease_seconds)
         self.outbox_ms = _millis(outbox_seconds)
         self.idempotency_ms = _millis(idempotency_seconds)
+        self.events_max_length = events_max_length
         self._observer = observer
         self._script = client.register_script(_script_source())
 
@@ -166,6 +171,7 @@ class JobStore:
             lease_seconds=settings.lease_seconds,
             outbox_seconds=settings.outbox_seconds,
             idempotency_seconds=settings.idempotency_seconds,
+            events_max_length=settings.events_max_length,
             observer=observer,
         )
 
@@ -463,6 +469,8 @@ class JobStore:
                     keys.index_all,
                     keys.leases,
                     keys.dispatch,
+                    keys.events,
+                    keys.metrics,
                 ],
                 args=[
                     op,
@@ -472,6 +480,7 @@ class JobStore:
                     keys.cancel_channel,
                     json.dumps(small, separators=(",", ":")),
                     blob,
+                    self.events_max_length,
                 ],
                 client=client,
             )
