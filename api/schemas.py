@@ -51,3 +51,29 @@ class Readiness(BaseModel):
     redis: str
     broker: str
     plugin_failures: list[dict[str, Any]]
+
+
+class LoadedPluginPublic(PluginPublic):
+    """A plugin that loaded: its entry point's target and the job types it registered."""
+
+    value: str
+    job_types: list[str]
+
+
+class PluginFailurePublic(BaseModel):
+    """A plugin that was quarantined, and at which stage of loading."""
+
+    plugin: str
+    distribution: str | None
+    version: str | None
+    stage: str
+    error: str
+
+
+class PluginReport(BaseModel):
+    """What loading the plugins did in this API process."""
+
+    ok: bool
+    loaded: list[LoadedPluginPublic]
+    failed: list[PluginFailurePublic]
+    skipped: list[str]
