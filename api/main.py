@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from api import errors, openapi
 from api.limits import BodyLimit
 from api.routes import health, job_types, jobs
+from api.routes import plugins as plugin_report
+from api.routes import ui as dashboard
 from api.state import ApiState
 from orchestrator_core import Plugins, Settings, load_plugins, load_settings
 
@@ -39,6 +41,8 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
     app.include_router(jobs.router)
     app.include_router(job_types.router)
     app.include_router(health.router)
+    app.include_router(plugin_report.router)
+    app.include_router(dashboard.router)
     errors.install(app)
     openapi.install(app, plugins)
     return app

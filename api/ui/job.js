@@ -1,0 +1,171 @@
+// #/jobs/<id>: one job's document, its history as a timeline, and a cancel button,
+// kept live by the job's own transition stream.
+
+import { api, ApiError } from "./client.js";
+import { errorBox, h, jsonBlock, replace, stateBadge, time, typeHref } from "./dom.js";
+import { follow, transitions } from "./sse.js";
+import { isTerminal } from "./states.js";
+
+export async function jobPage(view, jobId, { signal, live }) {
+  const path = `/jobs/${encodeURIComponent(jobId)}`;
+  let job = await api(path, { signal });
+  let lastEvent = null;
+  let refreshing = null;
+  let again = false;
+
+  const notice = h("div", { class: "notices", id: "job-notice" });
+  const cancelButton = h("button", { type: "button", id: "cancel-job", class: "danger" }, "Cancel job");
+  const body = h("div", { id: "job-body" });
+  replace(
+    view,
+    h("div", { class: "page-head" }, h("h1", {}, "Job ", h("span", { class: "mono" }, job.id)), cancelButton),
+    notice,
+    body,
+  );
+
+  function render() {
+    const finished = isTerminal(job.state);
+    cancelButton.disabled = finished || job.cancel_requested;
+    cancelButton.textContent = job.cancel_requested && !finished ? "Cancelling…" : "Cancel job";
+    cancelButton.hidden = finished;
+    replace(body, summary(job), sections(job));
+    view.dataset.state = job.state;
+  }
+
+  async function refresh() {
+    if (refreshing) {
+      again = true;
+      return refreshing;
+    }
+    refreshing = (async () => {
+      do {
+        again = false;
+        const fresh = await api(path, { signal });
+        if ((fresh.history?.length ?? 0) >= (job.history?.length ?? 0)) {
+          job = fresh;
+          render();
+        }
+      } while (again);
+    })()
+      .catch((error) => error.name !== "AbortError" && replace(notice, errorBox(error)))
+      .finally(() => {
+        refreshing = null;
+      });
+    return refreshing;
+  }
+
+  cancelButton.addEventListener("click", async () => {
+    cancelButton.disabled = true;
+    notice.replaceChildren();
+    try {
+      job = await api(path, { method: "DELETE", signal });
+      replace(
+        notice,
+        h(
+          "div",
+          { class: "notice", role: "status" },
+          isTerminal(job.state) ? `The job is ${job.state}.` : "Cancel requested: the worker is stopping the job.",
+        ),
+      );
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      if (error instanceof ApiError && error.status === 409 && error.body?.id) {
+        job = error.body;
+        replace(notice, h("div", { class: "notice", role: "status" }, `Too late to cancel: the job is ${job.state}.`));
+      } else {
+        replace(notice, errorBox(error));
+      }
+    }
+    render();
+  });
+
+  render();
+  if (isTerminal(job.state)) {
+    live("ended");
+    return;
+  }
+  // The stream replays the job's history first; what the page already shows is skipped.
+  follow(`${path}/events`, {
+    signal,
+    onEvent: transitions((event) => {
+      lastEvent = event;
+      if (event.seq > (job.history?.length ?? 0)) refresh();
+    }),
+    onStatus: live,
+    finished: () => isTerminal(lastEvent?.state ?? job.state),
+  });
+}
+
+function row(label, ...value) {
+  return [h("dt", {}, label), h("dd", {}, ...value)];
+}
+
+function summary(job) {
+  const progress = job.progress;
+  const fraction = typeof progress?.fraction === "number" ? progress.fraction : null;
+  return h(
+    "dl",
+    { class: "summary", id: "job-summary" },
+    row("State", stateBadge(job.state), job.cancel_requested && !isTerminal(job.state) ? " cancel requested" : ""),
+    row("Type", h("a", { href: typeHref(job.type) }, job.type)),
+    row("Attempts", h("span", { id: "job-attempts" }, `${job.attempts} of ${job.max_attempts}`)),
+    row(
+      "Progress",
+      progress
+        ? [
+            fraction !== null ? h("progress", { max: 1, value: fraction }) : null,
+            fraction !== null ? ` ${Math.round(fraction * 100)}%` : null,
+            progress.message ? h("span", { class: "progress-message" }, ` ${progress.message}`) : null,
+          ]
+        : h("span", { class: "muted" }, "—"),
+    ),
+    row("Created", time(job.created_at)),
+    row("Started", time(job.started_at)),
+    row("Finished", time(job.finished_at)),
+    row("Updated", time(job.updated_at)),
+  );
+}
+
+function sections(job) {
+  const error = job.error;
+  return [
+    h("section", { id: "job-payload" }, h("h2", {}, "Payload"), jsonBlock(job.payload)),
+    job.state === "COMPLETED" || job.result !== null
+      ? h("section", { id: "job-result" }, h("h2", {}, "Result"), jsonBlock(job.result))
+      : null,
+    error
+      ? h(
+          "section",
+          { id: "job-error" },
+          h("h2", {}, "Error"),
+          h(
+            "p",
+            { class: "error-line" },
+            h("strong", {}, error.type),
+            error.retryable ? " (retryable)" : " (not retried)",
+          ),
+          h("pre", { class: "error-message" }, error.message),
+        )
+      : null,
+    h(
+      "section",
+      { id: "job-history" },
+      h("h2", {}, "History"),
+      h(
+        "ol",
+        { class: "timeline" },
+        (job.history ?? []).map((entry, index) =>
+          h(
+            "li",
+            { dataset: { state: entry.state, seq: index + 1 } },
+            stateBadge(entry.state),
+            " ",
+            time(entry.at),
+            entry.attempt ? h("span", { class: "attempt" }, ` attempt ${entry.attempt}`) : null,
+            entry.reason ? h("span", { class: "reason" }, ` — ${entry.reason}`) : null,
+          ),
+        ),
+      ),
+    ),
+  ];
+}
