@@ -87,6 +87,11 @@ class Keys:
         return f"{self.prefix}:metrics"
 
     @property
+    def workers(self) -> str:
+        """Hash of the live workers' heartbeats: a JSON record per worker node name."""
+        return f"{self.prefix}:workers"
+
+    @property
     def cancel_channel(self) -> str:
         """Pub/sub channel on which cancel requests are announced (message: the job id)."""
         return f"{self.prefix}:cancel"

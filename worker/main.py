@@ -10,10 +10,13 @@ from collections.abc import Sequence
 
 from orchestrator_core import Settings, UnknownJobTypeError, load_plugins
 from orchestrator_core.broker import Publisher, dead_letter_queue, job_queue, queue_name
+from orchestrator_core.connection import connect_redis
 from orchestrator_core.keys import Keys
+from orchestrator_core.metrics import HEARTBEAT_SECONDS, WorkerBeat
 from orchestrator_core.store import JobStore
 from orchestrator_core.sweeper import Sweeper
 from worker.app import create_app
+from worker.heartbeat import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +59,25 @@ def run_worker(
         daemon=True,
     )
     sweeping.start()
+    node = f"orchestrator-{os.getpid()}@{socket.gethostname()}"
+    heartbeat = Heartbeat(
+        connect_redis(settings),
+        keys,
+        WorkerBeat(
+            worker=node,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            concurrency=concurrency,
+            interval=HEARTBEAT_SECONDS,
+            plugin_load_failures=len(plugins.report.failed),
+            job_types=tuple(names),
+        ),
+    )
+    beating = threading.Thread(target=heartbeat.run, args=(stop,), name="heartbeat", daemon=True)
+    beating.start()
     logger.info("serving %s on queues %s", ", ".join(names), ", ".join(queues))
     worker = app.Worker(
-        hostname=f"orchestrator-{os.getpid()}@{socket.gethostname()}",
+        hostname=node,
         concurrency=concurrency,
         pool_cls="prefork",
         loglevel=loglevel,
@@ -74,4 +93,5 @@ def run_worker(
     finally:
         stop.set()
         sweeping.join(timeout=5)
+        beating.join(timeout=5)
     return int(worker.exitcode or 0)
