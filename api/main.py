@@ -10,9 +10,10 @@ from fastapi import FastAPI
 
 from api import errors, openapi
 from api.limits import BodyLimit
-from api.routes import health, job_types, jobs
+from api.routes import events, health, job_types, jobs
 from api.routes import plugins as plugin_report
 from api.routes import ui as dashboard
+from api.shutdown import ending_streams
 from api.state import ApiState
 from orchestrator_core import Plugins, Settings, load_plugins, load_settings
 
@@ -26,7 +27,8 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with ending_streams(state.fanout):
+            yield
         state.publisher.close()
         state.store.redis.close()
 
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
     app.state.api = state
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(jobs.router)
+    app.include_router(events.router)
     app.include_router(job_types.router)
     app.include_router(health.router)
     app.include_router(plugin_report.router)

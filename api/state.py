@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.fanout import FanOut
 from orchestrator_core import Plugins, Settings
 from orchestrator_core.broker import Publisher
+from orchestrator_core.events import EventLog
 from orchestrator_core.store import JobStore
 
 
@@ -15,12 +17,18 @@ class ApiState:
     plugins: Plugins
     store: JobStore
     publisher: Publisher
+    fanout: FanOut
+    """Hands the event stream to every open ``/events`` stream of this process."""
 
     @classmethod
     def build(cls, settings: Settings, plugins: Plugins) -> ApiState:
+        store = JobStore.from_settings(settings, observer=plugins.notify_transitioned)
         return cls(
             settings=settings,
             plugins=plugins,
-            store=JobStore.from_settings(settings, observer=plugins.notify_transitioned),
+            store=store,
             publisher=Publisher.from_settings(settings),
+            fanout=FanOut.for_socket_timeout(
+                EventLog(store.redis, store.keys), settings.redis_socket_timeout
+            ),
         )

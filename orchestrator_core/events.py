@@ -11,17 +11,19 @@ kept whole in its document.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 
 from orchestrator_core.connection import redis_errors
 from orchestrator_core.exceptions import InvalidQueryError
+from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
 from orchestrator_core.keys import Keys
-from orchestrator_core.models import Job, from_micros
+from orchestrator_core.models import Job, Progress, from_micros
 from orchestrator_core.states import State
 
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
@@ -107,6 +109,69 @@ def stream_id(value: str) -> str:
     return value
 
 
+def stream_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a key that sorts as the stream does (``"9-0" < "10-0"``)."""
+    millis, _, number = entry_id.partition("-")
+    return int(millis), int(number or 0)
+
+
+def history_position(value: str) -> int:
+    """``value`` checked as an event id of one job's events, its position in the history,
+    for a client's ``Last-Event-ID``.
+
+    :raises InvalidQueryError: for anything else.
+    """
+    if not (value.isascii() and value.isdigit() and len(value) <= 9):
+        raise InvalidQueryError(
+            f"not an event id of this job: {value[:64]!r} (expected its position, 0 or more)"
+        )
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a reader wants: of one state and/or one job type (None: any)."""
+
+    state: State | None = None
+    job_type: str | None = None
+
+    @classmethod
+    def parse(cls, *, state: str | None = None, job_type: str | None = None) -> EventFilter:
+        """The filter for a query's ``state`` and ``type``, checked as ``GET /jobs`` checks them.
+
+        :raises InvalidQueryError: for an unknown state (naming the valid ones) or a type
+            name that no job type could have.
+        """
+        if job_type is not None and not (
+            len(job_type) <= MAX_NAME_LENGTH and NAME_PATTERN.fullmatch(job_type)
+        ):
+            raise InvalidQueryError(
+                f"malformed job type {job_type!r}; names look like 'acme.count'"
+            )
+        return cls(state=State.parse(state) if state is not None else None, job_type=job_type)
+
+    def matches(self, event: Event) -> bool:
+        return (self.state is None or event.state is self.state) and (
+            self.job_type is None or event.type == self.job_type
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunningStatus:
+    """What changes in a job between two transitions: its progress and a cancel request."""
+
+    job_id: str
+    progress: Progress | None
+    cancel_requested: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "progress": self.progress.model_dump(mode="json") if self.progress else None,
+            "cancel_requested": self.cancel_requested,
+        }
+
+
 class EventLog:
     """Reads the event stream of one prefix (the store script is its only writer)."""
 
@@ -131,6 +196,43 @@ class EventLog:
         with redis_errors("reading the event stream"):
             reply = self.redis.xread({self.keys.events: after}, count=count, block=block_ms)
         return [Event.from_entry(entry_id, fields) for entry_id, fields in _entries(reply)]
+
+    def trimmed_after(self, after: str) -> str | None:
+        """The oldest kept entry's id when the length cap has trimmed entries that may have
+        come after ``after`` (a reader resuming there may have missed some), else None."""
+        with redis_errors("reading the event stream"):
+            try:
+                info = self.redis.xinfo_stream(self.keys.events)
+            except redis.ResponseError:
+                return None  # no stream yet: nothing was ever trimmed
+        first = info.get("first-entry")
+        if not first or int(info.get("entries-added", 0)) <= int(info.get("length", 0)):
+            return None
+        # Trimming takes the oldest entries: all of them came before the first kept one.
+        first_id = str(first[0])
+        return first_id if stream_order(after) < stream_order(first_id) else None
+
+    def running(self, job_ids: Iterable[str]) -> list[RunningStatus]:
+        """The progress and cancel request of each job of ``job_ids`` that still exists,
+        read in one round trip."""
+        ids = list(job_ids)
+        if not ids:
+            return []
+        with redis_errors("reading job progress"):
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(self.keys.job(job_id), "state", "progress", "cancel_requested")
+            replies = pipe.execute()
+        statuses = []
+        for job_id, (state, progress, cancel) in zip(ids, replies, strict=True):
+            if state is None:
+                continue
+            try:
+                decoded = Progress.model_validate_json(progress) if progress else None
+            except ValidationError:
+                decoded = None  # the job's own reads report a malformed document
+            statuses.append(RunningStatus(job_id, decoded, cancel == "1"))
+        return statuses
 
 
 def _entries(reply: Any) -> Sequence[tuple[str, dict[str, str]]]:

@@ -1,0 +1,205 @@
+"""Prometheus collectors that read the deployment's figures at scrape time.
+
+The job figures are not counted in this process: the store script keeps them in Redis
+with each transition, whichever API or worker process made it (``metrics.py`` of the
+core), and the workers keep their heartbeats there too. A scrape of any one API
+process therefore reports the whole deployment, each job counted once, and no worker
+needs to be scraped. See ``worker/heartbeat.py`` for why workers report through Redis
+rather than on ports of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator
+
+import redis
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from orchestrator_core.connection import redis_errors
+from orchestrator_core.exceptions import StoreUnavailableError
+from orchestrator_core.keys import Keys
+from orchestrator_core.metrics import Histogram, JobMetrics, WorkerBeat, live_workers
+from orchestrator_core.plugins import LoadReport
+from orchestrator_core.states import State
+
+logger = logging.getLogger(__name__)
+
+HISTOGRAMS: dict[str, tuple[str, str, str | None]] = {
+    "queue_wait": (
+        "orchestrator_job_queue_wait_seconds",
+        "Time from submission to the first start of a job.",
+        None,
+    ),
+    "duration": (
+        "orchestrator_job_duration_seconds",
+        "Time from a job's first start to its end, by the state it ended in.",
+        "state",
+    ),
+    "attempts": (
+        "orchestrator_job_attempts",
+        "Attempts a job had started when it ended, by the state it ended in.",
+        "state",
+    ),
+    "cancel_latency": (
+        "orchestrator_job_cancel_latency_seconds",
+        "Time from a cancel request to the job reading CANCELLED, by the state cancelled from.",
+        "from_state",
+    ),
+}
+"""Each histogram the store script keeps: exported name, help, and its second label."""
+
+
+class StoreCollector(Collector):
+    """The job counters, histograms and current counts, and the live workers, all read
+    from Redis at each scrape (one pipeline for the hashes, one for the index sizes).
+
+    When Redis does not answer, the scrape still succeeds with ``orchestrator_store_up
+    0`` and no job figures: Prometheus then records the outage as a value to alert on,
+    and keeps this process's own figures, where a failed scrape would lose both.
+
+    :param job_types: the types to report current counts for even before any job of
+        theirs exists; types found in the counters are reported too.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, job_types: Iterable[str]) -> None:
+        self.redis = client
+        self.keys = keys
+        self.job_types = tuple(job_types)
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only: registering must not read Redis.
+        return [
+            _store_up(),
+            *_job_families(),
+            *_worker_families(),
+        ]
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            metrics, current, workers = self._read()
+        except StoreUnavailableError as exc:
+            logger.warning("metrics scrape without job figures: %s", exc)
+            return [_store_up(0)]
+        return [
+            _store_up(1),
+            *_job_families(metrics, current),
+            *_worker_families(workers),
+        ]
+
+    def _read(self) -> tuple[JobMetrics, dict[tuple[str, State], int], list[WorkerBeat]]:
+        with redis_errors("reading the metrics"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(self.keys.metrics)
+            pipe.hgetall(self.keys.workers)
+            pipe.time()
+            raw_metrics, raw_workers, (seconds, micros) = pipe.execute()
+            metrics = JobMetrics.decode(raw_metrics)
+            types = sorted({*self.job_types, *(job_type for job_type, _ in metrics.transitions)})
+            series = [(job_type, state) for job_type in types for state in State]
+            pipe = self.redis.pipeline(transaction=False)
+            for job_type, state in series:
+                pipe.zcard(self.keys.index_type_state(job_type, state))
+            counts = pipe.execute()
+        workers = live_workers(raw_workers, seconds + micros / 1_000_000)
+        return metrics, dict(zip(series, counts, strict=True)), workers
+
+
+class PluginCollector(Collector):
+    """This API process's plugin load failures (each worker reports its own heartbeat)."""
+
+    def __init__(self, report: LoadReport) -> None:
+        self.report = report
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "orchestrator_plugin_load_failures",
+            "Plugins this process quarantined at start-up (see GET /plugins).",
+            labels=["process"],
+        )
+        family.add_metric(["api"], len(self.report.failed))
+        return [family]
+
+
+def _store_up(value: float | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "orchestrator_store_up",
+        "1 when Redis answered this scrape, 0 when the job figures could not be read.",
+        value=value,
+    )
+
+
+def _job_families(
+    metrics: JobMetrics | None = None, current: dict[tuple[str, State], int] | None = None
+) -> Iterator[Metric]:
+    submitted = CounterMetricFamily(
+        "orchestrator_jobs_submitted", "Jobs submitted, by type.", labels=["type"]
+    )
+    transitions = CounterMetricFamily(
+        "orchestrator_job_transitions",
+        "Transitions into each state, by type (CREATED counts submissions).",
+        labels=["type", "state"],
+    )
+    jobs = GaugeMetricFamily(
+        "orchestrator_jobs", "Jobs now in each state, by type.", labels=["type", "state"]
+    )
+    if metrics is not None:
+        for (job_type, state), count in sorted(metrics.transitions.items()):
+            transitions.add_metric([job_type, state], count)
+            if state == State.CREATED:
+                submitted.add_metric([job_type], count)
+    for (job_type, state), count in (current or {}).items():
+        jobs.add_metric([job_type, state.value], count)
+    yield submitted
+    yield transitions
+    yield jobs
+    for key, (name, documentation, label) in HISTOGRAMS.items():
+        family = HistogramMetricFamily(
+            name, documentation, labels=["type"] if label is None else ["type", label]
+        )
+        series = metrics.histograms.get(key, {}) if metrics is not None else {}
+        for (job_type, second), histogram in sorted(series.items()):
+            family.add_metric(
+                [job_type] if label is None else [job_type, second],
+                _buckets(histogram),
+                histogram.total,
+            )
+        yield family
+
+
+def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
+    return [
+        ("+Inf" if math.isinf(bound) else repr(float(bound)), count)
+        for bound, count in histogram.cumulative()
+    ]
+
+
+def _worker_families(workers: list[WorkerBeat] | None = None) -> Iterator[Metric]:
+    count = GaugeMetricFamily(
+        "orchestrator_workers",
+        "Workers whose heartbeat is fresh (within three of their intervals).",
+        value=None if workers is None else len(workers),
+    )
+    failures = GaugeMetricFamily(
+        "orchestrator_worker_plugin_load_failures",
+        "Plugins each live worker quarantined at start-up.",
+        labels=["worker"],
+    )
+    concurrency = GaugeMetricFamily(
+        "orchestrator_worker_concurrency",
+        "Jobs each live worker runs at once.",
+        labels=["worker"],
+    )
+    for beat in workers or ():
+        failures.add_metric([beat.worker], beat.plugin_load_failures)
+        concurrency.add_metric([beat.worker], beat.concurrency)
+    yield count
+    yield failures
+    yield concurrency
