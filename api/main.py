@@ -10,11 +10,12 @@ from fastapi import FastAPI
 
 from api import errors, openapi
 from api.limits import BodyLimit
-from api.routes import events, health, job_types, jobs
+from api.routes import events, health, job_types, jobs, metrics
 from api.routes import plugins as plugin_report
 from api.routes import ui as dashboard
 from api.shutdown import ending_streams
 from api.state import ApiState
+from api.timing import RequestTiming
 from orchestrator_core import Plugins, Settings, load_plugins, load_settings
 
 
@@ -40,10 +41,12 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
     )
     app.state.api = state
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestTiming, histogram=state.metrics.requests)  # outermost: sees all
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(job_types.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(plugin_report.router)
     app.include_router(dashboard.router)
     errors.install(app)

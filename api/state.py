@@ -1,10 +1,12 @@
-"""What the API process holds for its whole life: settings, plugins, store and publisher."""
+"""What the API process holds for its whole life: settings, plugins, store, publisher
+and the metrics it exports."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from api.fanout import FanOut
+from api.metrics import ApiMetrics
 from orchestrator_core import Plugins, Settings
 from orchestrator_core.broker import Publisher
 from orchestrator_core.events import EventLog
@@ -17,6 +19,7 @@ class ApiState:
     plugins: Plugins
     store: JobStore
     publisher: Publisher
+    metrics: ApiMetrics
     fanout: FanOut
     """Hands the event stream to every open ``/events`` stream of this process."""
 
@@ -28,6 +31,7 @@ class ApiState:
             plugins=plugins,
             store=store,
             publisher=Publisher.from_settings(settings),
+            metrics=ApiMetrics.build(store, plugins),
             fanout=FanOut.for_socket_timeout(
                 EventLog(store.redis, store.keys), settings.redis_socket_timeout
             ),
