@@ -284,6 +284,18 @@ def test_request_latency_is_labelled_by_route_template(api: httpx.Client) -> Non
     )
 
 
+def test_an_event_stream_is_timed_to_its_start_not_its_end(api: httpx.Client) -> None:
+    with api.stream("GET", "/events") as stream:
+        assert stream.status_code == 200
+        time.sleep(2.5)
+        # Observed when the response started, so it shows while the stream is open.
+        samples = scrape(api)
+
+    labels = {"method": "GET", "route": "/events", "status": "200"}
+    assert value(samples, "orchestrator_http_request_duration_seconds_count", **labels) == 1
+    assert value(samples, "orchestrator_http_request_duration_seconds_sum", **labels) < 1.0
+
+
 @pytest.mark.usefixtures("dists")
 def test_plugin_load_failures_of_the_api_and_of_each_worker(
     start_api: ApiFactory, broken_plugin_workers: Workers
