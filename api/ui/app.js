@@ -30,6 +30,7 @@ function setLive(status, detail) {
     ended: "finished",
     stopped: "",
     retrying: detail ? `reconnecting in ${Math.ceil(detail.wait / 1000)} s (${detail.problem})` : "reconnecting…",
+    failed: `no live updates: ${detail?.problem ?? "refused"}`,
   }[status];
   liveBadge.textContent = text ?? status;
   liveBadge.title = status === "live" ? "updates arrive as they happen" : liveBadge.textContent;

@@ -28,6 +28,7 @@ export async function jobPage(view, jobId, { signal, live }) {
     cancelButton.disabled = finished || job.cancel_requested;
     cancelButton.textContent = job.cancel_requested && !finished ? "Cancelling…" : "Cancel job";
     cancelButton.hidden = finished;
+    if (finished) notice.querySelector("[data-pending]")?.remove(); // "cancel requested" is over
     replace(body, summary(job), sections(job));
     view.dataset.state = job.state;
   }
@@ -59,14 +60,12 @@ export async function jobPage(view, jobId, { signal, live }) {
     notice.replaceChildren();
     try {
       job = await api(path, { method: "DELETE", signal });
-      replace(
-        notice,
-        h(
-          "div",
-          { class: "notice", role: "status" },
-          isTerminal(job.state) ? `The job is ${job.state}.` : "Cancel requested: the worker is stopping the job.",
-        ),
-      );
+      if (!isTerminal(job.state)) {
+        replace(
+          notice,
+          h("div", { class: "notice", role: "status", dataset: { pending: "cancel" } }, "Cancel requested: the worker is stopping the job."),
+        );
+      }
     } catch (error) {
       if (error.name === "AbortError") return;
       if (error instanceof ApiError && error.status === 409 && error.body?.id) {
@@ -85,15 +84,26 @@ export async function jobPage(view, jobId, { signal, live }) {
     return;
   }
   // The stream replays the job's history first; what the page already shows is skipped.
-  follow(`${path}/events`, {
+  // Progress events (no id) carry what changes between transitions.
+  const onTransition = transitions((event) => {
+    lastEvent = event;
+    if (event.seq > (job.history?.length ?? 0)) refresh();
+  });
+  follow(`${path}/events?progress=true`, {
     signal,
-    onEvent: transitions((event) => {
-      lastEvent = event;
-      if (event.seq > (job.history?.length ?? 0)) refresh();
-    }),
+    onEvent: (event) => {
+      if (event.type === "progress") onProgress(JSON.parse(event.data));
+      else onTransition(event);
+    },
     onStatus: live,
     finished: () => isTerminal(lastEvent?.state ?? job.state),
   });
+
+  function onProgress(status) {
+    if (isTerminal(job.state) || status.job_id !== job.id) return;
+    job = { ...job, progress: status.progress, cancel_requested: status.cancel_requested };
+    render();
+  }
 }
 
 function row(label, ...value) {

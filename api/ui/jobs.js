@@ -106,6 +106,7 @@ export async function jobsPage(view, params, { signal, live }) {
     rows.set(job.id, row);
     fillRow(row);
     if (fresh) {
+      tbody.querySelector("tr.empty")?.remove();
       tr.classList.add("fresh");
       // Newest first, by creation time, among the rows already shown.
       const after = [...tbody.children].find((other) => rows.get(other.dataset.jobId)?.job.created_at < job.created_at);
@@ -205,20 +206,25 @@ export async function jobsPage(view, params, { signal, live }) {
   const streamUp = new Promise((resolve) => {
     started = resolve;
   });
+  const reload = () => {
+    loaded = false;
+    load().catch((error) => error.name !== "AbortError" && replace(notice, errorBox(error)));
+  };
   follow(`/events${query({ type: filters.type })}`, {
     signal,
     onEvent: transitions(onTransition),
+    onComment: (text) => {
+      // Events after our last one were trimmed from the stream: they are lost to us.
+      if (text.startsWith("trimmed") && loaded) reload();
+    },
     onOpen: (resumed) => {
-      if (!resumed && loaded) {
-        // A new stream that resumes nothing may have missed transitions: reload.
-        loaded = false;
-        load().catch((error) => error.name !== "AbortError" && replace(notice, errorBox(error)));
-      }
+      // A new stream that resumes nothing may have missed transitions.
+      if (!resumed && loaded) reload();
       started();
     },
     onStatus: (status, detail) => {
       live(status, detail);
-      if (status === "retrying") started();
+      if (status === "retrying" || status === "failed") started();
     },
   });
   api("/job-types", { signal })

@@ -70,13 +70,21 @@ function sleep(ms, signal) {
 
 /**
  * Follows the event stream at `path` until `signal` aborts or `finished()` is true
- * when the server ends it. Calls `onEvent(event)` for each event, `onOpen(resumed)`
- * on each connection (resumed: it carried a Last-Event-ID), and `onStatus(status,
- * detail)` with "connecting", "live", "retrying", "ended" or "stopped".
+ * when the server ends it. Calls `onEvent(event)` for each event, `onComment(text)`
+ * for each comment line, `onOpen(resumed)` on each connection (resumed: it carried a
+ * Last-Event-ID), and `onStatus(status, detail)` with "connecting", "live",
+ * "retrying", "ended", "failed" (a refusal that retrying cannot change) or "stopped".
  */
 export async function follow(
   path,
-  { signal, onEvent, onOpen = () => {}, onStatus = () => {}, finished = () => false },
+  {
+    signal,
+    onEvent,
+    onComment = () => {},
+    onOpen = () => {},
+    onStatus = () => {},
+    finished = () => false,
+  },
 ) {
   let lastEventId = null;
   let delay = BASE_DELAY_MS;
@@ -95,7 +103,7 @@ export async function follow(
           console.error("event handler failed", event, error);
         }
       },
-      { lastEventId },
+      { lastEventId, onComment },
     );
     let problem = "the stream ended";
     try {
@@ -108,8 +116,14 @@ export async function follow(
         cache: "no-store",
       });
       if (!response.ok) {
-        await response.body?.cancel();
-        throw new ApiError(response.status, `${response.status} ${response.statusText}`);
+        const text = await response.text();
+        let detail = `${response.status} ${response.statusText}`;
+        try {
+          detail = JSON.parse(text).detail ?? detail;
+        } catch {
+          // not JSON: the status line says enough
+        }
+        throw new ApiError(response.status, typeof detail === "string" ? detail : JSON.stringify(detail));
       }
       const type = response.headers.get("Content-Type") ?? "";
       if (!type.startsWith("text/event-stream")) {
@@ -132,6 +146,10 @@ export async function follow(
       }
     } catch (error) {
       if (signal.aborted) break;
+      if (permanent(error)) {
+        onStatus("failed", { problem: error.detail ?? error.message });
+        return;
+      }
       problem = error.name === "AbortError" ? "no data for too long" : (error.detail ?? error.message);
     } finally {
       clearTimeout(silence);
@@ -154,6 +172,11 @@ export async function follow(
     delay = Math.min(delay * 2, MAX_DELAY_MS);
   }
   onStatus("stopped");
+}
+
+/** A refusal that asking again cannot change (a bad filter, an unknown job). */
+function permanent(error) {
+  return error instanceof ApiError && error.status >= 400 && error.status < 500 && ![408, 429].includes(error.status);
 }
 
 /** The `transition` events' data, parsed; other events and bad JSON are dropped. */
