@@ -87,3 +87,10 @@ def test_filters_and_pages_follow_the_api(service: Service, page: Page) -> None:
     assert listed_ids(page)[0] == newcomer["id"]
     expect(job_row(page, newcomer["id"]).locator(".state")).to_have_text("CREATED")
     assert_not_reloaded(page)
+
+
+def test_a_filter_the_api_refuses_is_reported(service: Service, page: Page) -> None:
+    open_dashboard(page, service.url, "#/jobs?type=Not%20a%20type", key=KEY)
+    expect(page.locator("#view .notice.error")).to_contain_text("422")
+    expect(page.locator("#live")).to_have_attribute("data-status", "failed")
+    expect(page.locator("#live")).to_contain_text("no live updates")
