@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_get(commands)
     _add_cancel(commands)
     _add_jobs(commands)
+    _add_events(commands)
     return parser
 
 
@@ -212,8 +213,9 @@ def _add_submit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     command = commands.add_parser(
         "submit",
         help="submit a job through the API",
-        description="Submit a job to the API at ORCHESTRATOR_API_URL. With --wait, follow it "
-        "until it ends: exit 0 when it COMPLETED, 1 when it FAILED or was CANCELLED.",
+        description="Submit a job to the API at ORCHESTRATOR_API_URL. With --wait, follow its "
+        "event stream until it ends: exit 0 when it COMPLETED, 1 when it FAILED or was "
+        "CANCELLED.",
     )
     command.add_argument("type", metavar="TYPE", help="the job type, e.g. demo.echo")
     command.add_argument(
@@ -333,6 +335,43 @@ def _jobs(client: Client, args: argparse.Namespace) -> int:
         print(client_output.as_json(page))
     else:
         print("\n".join(client_output.page(page)))
+    return EXIT_OK
+
+
+def _add_events(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "events",
+        help="print job transitions as they happen",
+        description="Follow the API's event stream and print a line for each job "
+        "transition from now on, until interrupted. Reconnects after a dropped connection "
+        "without missing any.",
+    )
+    command.add_argument(
+        "--state",
+        type=str.upper,
+        choices=[state.value for state in State],
+        help="only transitions into this state (any case)",
+    )
+    command.add_argument("--type", metavar="T", help="only transitions of jobs of this type")
+    command.add_argument(
+        "--after",
+        metavar="ID",
+        help="start after this event id (as printed with --json), replaying what followed it",
+    )
+    command.add_argument(
+        "--json", action="store_true", help="print each event's JSON object, one per line"
+    )
+    command.set_defaults(handler=_with_client(_events))
+
+
+def _events(client: Client, args: argparse.Namespace) -> int:
+    def gap(comment: str) -> None:
+        print(f"orchestrator: warning: {comment}", file=sys.stderr, flush=True)
+
+    stream = client.events(type=args.type, state=args.state, last_event_id=args.after, on_gap=gap)
+    for event in stream:
+        line = json.dumps(event) if args.json else client_output.event_line(event)
+        print(line, flush=True)
     return EXIT_OK
 
 

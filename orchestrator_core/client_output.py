@@ -95,6 +95,18 @@ def page(jobs_page: Document) -> list[str]:
     return lines
 
 
+def event_line(event: Document) -> str:
+    """One transition as ``orchestrator events`` prints it:
+    ``<at>  <job id>  <type>  <from> -> <state>  attempt <n>  <reason>``."""
+    line = (
+        f"{event.get('at')}  {event.get('job_id')}  {event.get('type')}  "
+        f"{event.get('from') or '-'} -> {event.get('state')}  attempt {event.get('attempt')}"
+    )
+    if event.get("reason"):
+        line += f"  {event['reason']}"
+    return line
+
+
 def describe_progress(progress: object) -> str:
     """``40% step 4/10`` from ``{"fraction": 0.4, "message": "step 4/10"}``; "" for none."""
     if not isinstance(progress, dict):

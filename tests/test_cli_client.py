@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -431,6 +433,74 @@ def test_jobs_lists_newest_first_a_page_at_a_time(api: str) -> None:
     assert {job["state"] for job in items} == {"COMPLETED"}
 
 
+def printed_lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The lines ``process`` prints, as they come, read on a thread of their own."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def lines_about(
+    lines: queue.Queue[str], job_ids: set[str], until: str, timeout: float = 20
+) -> list[str]:
+    """The lines that name one of ``job_ids``, up to the first that holds ``until``.
+
+    :raises queue.Empty: when ``timeout`` seconds pass first.
+    """
+    found: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not found or until not in found[-1]:
+        line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        if any(job_id in line for job_id in job_ids):
+            found.append(line)
+    return found
+
+
+def test_events_prints_each_transition_as_it_happens(api: str) -> None:
+    follower = spawn(api, "events", "--type", "demo.echo")
+    raw = spawn(api, "events", "--state", "completed", "--json")
+    try:
+        shown, shown_raw = printed_lines(follower), printed_lines(raw)
+        # Each prints what happens once it is subscribed: wait until a job reaches both.
+        probes = {submitted(api, "demo.echo", {"message": "probe"})}
+        waiting = {"-> COMPLETED": shown, "COMPLETED": shown_raw}
+        deadline = time.monotonic() + 20
+        while waiting:
+            for until, lines in list(waiting.items()):
+                with contextlib.suppress(queue.Empty):
+                    lines_about(lines, probes, until=until, timeout=0.5)
+                    del waiting[until]
+            assert time.monotonic() < deadline, "the events command printed nothing"
+            probes.add(submitted(api, "demo.echo", {"message": "probe"}))
+        job_id = submitted(api, "demo.echo", {"message": "followed"})
+        lines = lines_about(shown, {job_id}, until="-> COMPLETED")
+        [completed] = lines_about(shown_raw, {job_id}, until="COMPLETED")
+        for process in (follower, raw):
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=20)
+            assert process.returncode == 130, err
+            assert err == "orchestrator: interrupted\n"
+    finally:
+        for process in (follower, raw):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert [line.split()[1:6] for line in lines] == [
+        [job_id, "demo.echo", "-", "->", "CREATED"],
+        [job_id, "demo.echo", "CREATED", "->", "RUNNING"],
+        [job_id, "demo.echo", "RUNNING", "->", "COMPLETED"],
+    ]
+    event = json.loads(completed)
+    assert (event["job_id"], event["state"], event["from"]) == (job_id, "COMPLETED", "RUNNING")
+    assert set(event) == {"id", "job_id", "type", "state", "from", "at", "attempt", "seq", "reason"}
+
+
 # --- Errors ------------------------------------------------------------------------
 
 
@@ -570,56 +640,122 @@ def test_client_sends_key_and_options_and_quotes_ids() -> None:
     assert get.url.raw_path == b"/jobs/a%2Fb%3Fc"
 
 
-def test_client_wait_reports_changes_only_and_can_give_up() -> None:
-    states = iter(["CREATED", "RUNNING", "RUNNING", "RUNNING", "COMPLETED"])
-    progress = iter([None, None, None, {"fraction": 0.5, "message": None}, None])
+def job_doc(state: str, history: int, **fields: Any) -> dict[str, Any]:
+    """A stand-in job document whose history has ``history`` entries."""
+    return {"id": "j", "state": state, "attempts": 1, "history": [{}] * history, **fields}
 
-    def job(request: httpx.Request) -> httpx.Response:
-        doc = {"id": "j", "state": next(states), "attempts": 1, "progress": next(progress)}
-        return httpx.Response(200, json=doc)
 
+def sse(*messages: str) -> bytes:
+    return "".join(f"{message}\n\n" for message in messages).encode()
+
+
+def transition(seq: int, state: str) -> str:
+    data = {"id": str(seq), "job_id": "j", "state": state, "seq": seq, "attempt": 1}
+    return f"id: {seq}\nevent: transition\ndata: {json.dumps(data)}"
+
+
+def progress(fraction: float) -> str:
+    data = {"job_id": "j", "progress": {"fraction": fraction, "message": None}}
+    return f"event: progress\ndata: {json.dumps({**data, 'cancel_requested': False})}"
+
+
+def scripted(answers: list[httpx.Response | Exception], seen: list[httpx.Request]) -> Client:
+    """A client whose requests get ``answers`` in turn, recorded in ``seen``."""
+    replies = iter(answers)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        reply = next(replies)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    return stand_in(answer)
+
+
+def test_wait_follows_the_event_stream_and_reads_the_job_only_on_news() -> None:
+    seen: list[httpx.Request] = []
+    stream = sse(": keepalive", transition(2, "RUNNING"), progress(0.5), transition(3, "COMPLETED"))
+    answers: list[httpx.Response | Exception] = [
+        httpx.Response(200, json=job_doc("CREATED", 1)),
+        httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"}),
+        httpx.Response(200, json=job_doc("RUNNING", 2)),
+        httpx.Response(200, json=job_doc("COMPLETED", 3, result={"ok": True})),
+    ]
     updates: list[dict[str, Any]] = []
-    with stand_in(job) as client:
-        final = client.wait("j", on_update=updates.append, poll_seconds=0)
-    assert [(u["state"], u["progress"]) for u in updates] == [
+    with scripted(answers, seen) as client:
+        final = client.wait("j", on_update=updates.append)
+    assert [(u["state"], u.get("progress")) for u in updates] == [
         ("CREATED", None),
         ("RUNNING", None),
         ("RUNNING", {"fraction": 0.5, "message": None}),
         ("COMPLETED", None),
     ]
-    assert final is updates[-1]
+    assert final["result"] == {"ok": True}
+    assert [(r.method, r.url.path) for r in seen] == [
+        ("GET", "/jobs/j"),
+        ("GET", "/jobs/j/events"),
+        ("GET", "/jobs/j"),
+        ("GET", "/jobs/j"),
+    ]
+    events = seen[1]
+    assert events.headers["Last-Event-ID"] == "1"  # the document already holds the first
+    assert events.headers["Accept"] == "text/event-stream"
+    assert events.url.params["progress"] == "true"
 
-    def running(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"id": "j", "state": "RUNNING"})
 
-    with stand_in(running) as client, pytest.raises(WaitTimeoutError) as caught:
-        client.wait("j", on_update=lambda job: None, poll_seconds=0.01, timeout=0.05)
+def test_wait_can_give_up_while_the_stream_is_quiet() -> None:
+    def keepalives() -> Iterator[bytes]:
+        while True:
+            time.sleep(0.01)
+            yield b": keepalive\n\n"
+
+    def quiet(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return httpx.Response(200, content=keepalives())
+        return httpx.Response(200, json=job_doc("RUNNING", 2))
+
+    with stand_in(quiet) as client, pytest.raises(WaitTimeoutError) as caught:
+        client.wait("j", on_update=lambda job: None, timeout=0.1)
     assert caught.value.job_id == "j"
+    assert caught.value.job["state"] == "RUNNING"
 
 
 def test_wait_rides_out_a_short_outage_of_the_api() -> None:
-    answers = iter(
-        [
-            httpx.Response(200, json={"id": "j1", "state": "RUNNING", "attempts": 1}),
-            httpx.Response(503, json={"detail": "Redis is unavailable; try again shortly"}),
-            httpx.ConnectError("refused"),
-            httpx.Response(200, json={"id": "j1", "state": "COMPLETED", "attempts": 1}),
-        ]
-    )
-
-    def flaky(request: httpx.Request) -> httpx.Response:
-        answer = next(answers)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
+    seen: list[httpx.Request] = []
+    answers: list[httpx.Response | Exception] = [
+        httpx.Response(200, json=job_doc("RUNNING", 2)),
+        httpx.Response(503, json={"detail": "Redis is unavailable; try again shortly"}),
+        httpx.ConnectError("refused"),
+        # The API stops while the job retries: the stream ends early, then resumes.
+        httpx.Response(200, content=sse(transition(3, "RETRYING"))),
+        httpx.Response(200, json=job_doc("RETRYING", 3)),
+        httpx.Response(200, content=sse(transition(4, "RUNNING"), transition(5, "COMPLETED"))),
+        httpx.Response(200, json=job_doc("COMPLETED", 5)),
+    ]
     updates: list[str] = []
-    with stand_in(flaky) as client:
+    with scripted(answers, seen) as client:
         final = client.wait(
-            "j1", on_update=lambda job: updates.append(job["state"]), poll_seconds=0.01
+            "j", on_update=lambda job: updates.append(job["state"]), poll_seconds=0.01
         )
     assert final["state"] == "COMPLETED"
-    assert updates == ["RUNNING", "COMPLETED"]
+    assert updates == ["RUNNING", "RETRYING", "COMPLETED"]
+    resumed_from = [r.headers["Last-Event-ID"] for r in seen if r.url.path.endswith("/events")]
+    assert resumed_from == ["2", "2", "2", "3"]
+
+
+def test_wait_polls_an_api_that_has_no_event_stream() -> None:
+    seen: list[httpx.Request] = []
+    answers: list[httpx.Response | Exception] = [
+        httpx.Response(200, json=job_doc("RUNNING", 2)),
+        httpx.Response(404, json={"detail": "Not Found"}),
+        httpx.Response(200, json=job_doc("RUNNING", 2)),
+        httpx.Response(200, json=job_doc("COMPLETED", 3)),
+    ]
+    with scripted(answers, seen) as client:
+        final = client.wait("j", on_update=lambda job: None, poll_seconds=0.01)
+    assert final["state"] == "COMPLETED"
+    assert [r.url.path for r in seen] == ["/jobs/j", "/jobs/j/events", "/jobs/j", "/jobs/j"]
 
 
 def test_wait_gives_up_on_a_long_outage_and_on_other_errors() -> None:
