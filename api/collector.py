@@ -113,7 +113,7 @@ class StoreCollector(Collector):
 
 
 class PluginCollector(Collector):
-    """This API process's plugin load failures (each worker reports its own heartbeat)."""
+    """This API process's plugin load failures (each worker's are in its heartbeat)."""
 
     def __init__(self, report: LoadReport) -> None:
         self.report = report
