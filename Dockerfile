@@ -9,8 +9,19 @@
 # space-separated in the EXTRA_REQUIREMENTS build argument. Both are built into wheels
 # with the project and installed the same way as the bundled plugins.
 #
-# PYTHON_IMAGE must be a Debian-based Python 3.11+ image (useradd, pip); the builder
-# stage needs the package index for hatchling and the dependencies.
+# PYTHON_IMAGE must be a Debian-based Python 3.11+ image (python3, pip, groupadd,
+# useradd). By default the builder stage takes hatchling and the dependencies from the
+# package index. A build with no network (an engine started with --bridge=none, an
+# air-gapped host) takes them from wheels made beforehand on a machine that has the
+# index instead:
+#
+#   pip wheel --wheel-dir wheels . plugins/demo plugins/http plugins/shell \
+#       plugins/container 'hatchling>=1.21'   # and plugins.txt's, EXTRA_REQUIREMENTS'
+#   docker build -t orchestrator .
+#
+# When `wheels/` beside this file holds any wheel the builder installs from it alone
+# (pip --no-index); the wheels must suit PYTHON_IMAGE's Python (cp311 for 3.11).
+# `wheels/` is git-ignored, and .dockerignore lets only its *.whl into the context.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -26,6 +37,9 @@ COPY orchestrator_core/ orchestrator_core/
 COPY api/ api/
 COPY worker/ worker/
 COPY plugins/ plugins/
+# The host's wheels, when there is a wheels/ directory; pyproject.toml keeps the
+# instruction from having no source at all (pip ignores it among the wheels).
+COPY pyproject.toml wheel[s] /host-wheels/
 ARG EXTRA_REQUIREMENTS=""
 # Wheels of the project, the bundled plugins, the operator's plugins and every
 # dependency; then a virtual environment holding exactly those wheels, installed from
@@ -34,25 +48,31 @@ ARG EXTRA_REQUIREMENTS=""
 RUN set -f \
     && touch plugins.txt \
     && printf '%s\n' ${EXTRA_REQUIREMENTS} > /tmp/extra-requirements.txt \
-    && pip wheel --wheel-dir /wheels \
+    && set +f \
+    && sources="" \
+    && if ls /host-wheels/*.whl >/dev/null 2>&1; then \
+        sources="--no-index --find-links /host-wheels"; fi \
+    && pip wheel --wheel-dir /wheels ${sources} \
         . plugins/demo plugins/http plugins/shell plugins/container \
         -r plugins.txt -r /tmp/extra-requirements.txt \
-    && python -m venv --without-pip /opt/venv \
-    && set +f \
+    && python3 -m venv --without-pip /opt/venv \
     && pip --python /opt/venv/bin/python install --no-index --find-links /wheels /wheels/*.whl
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/orchestrator \
+# The group gets the same fixed id as the user: `--user-group` alone would pick a system
+# gid, leaving USER's 10001 group nameless (Celery then warns it may be running as root).
+RUN groupadd --system --gid 10001 orchestrator \
+    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/orchestrator \
         orchestrator
 COPY --from=builder /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /home/orchestrator
 EXPOSE 8000
-# For the default command (the API on port 8000); a worker container overrides or
-# disables it (compose.yml does).
+# For the default command (the API on port 8000); a worker container overrides it
+# (compose.yml does).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 ENTRYPOINT ["orchestrator"]

@@ -307,6 +307,21 @@ def test_the_image_runs_the_orchestrator_cli(dockerfile: list[tuple[str, str]]) 
     assert "curl" not in healthcheck
 
 
+def test_the_builder_takes_host_wheels_alone_when_there_are_any(
+    dockerfile: list[tuple[str, str]],
+) -> None:
+    builder = stages(dockerfile)[0]
+    copies = [argument.split() for keyword, argument in builder if keyword == "COPY"]
+    assert ["pyproject.toml", "wheel[s]", "/host-wheels/"] in copies
+    (run,) = [argument for keyword, argument in builder if keyword == "RUN"]
+    assert 'sources="--no-index --find-links /host-wheels"' in run
+    assert "pip wheel --wheel-dir /wheels ${sources}" in run
+    ignored = DOCKERIGNORE.read_text().split()
+    # Stray wheels stay out of the context; only wheels/ ones go in.
+    assert ignored.index("!wheels/*.whl") > ignored.index("**/*.whl")
+    assert "wheels/" in (ROOT / ".gitignore").read_text().split()
+
+
 def test_the_build_context_leaves_out_history_caches_and_tests() -> None:
     ignored = set(DOCKERIGNORE.read_text().split())
     assert {".git", ".venv", "tests", "plugins/*/tests", "**/__pycache__", ".env"} <= ignored
