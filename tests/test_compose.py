@@ -132,6 +132,14 @@ def test_redis_and_rabbitmq_have_healthchecks(config: dict[str, Any]) -> None:
     assert "/readyz" in api_check
 
 
+def test_every_service_has_a_healthcheck_for_up_wait(config: dict[str, Any]) -> None:
+    # `up --wait` fails at once on a service whose check is disabled.
+    for name, service in config["services"].items():
+        healthcheck = service.get("healthcheck", {})
+        assert not healthcheck.get("disable"), name
+        assert healthcheck.get("test"), name
+
+
 def test_the_orchestrator_waits_for_healthy_backends(config: dict[str, Any]) -> None:
     for name in ORCHESTRATOR_SERVICES:
         depends_on = config["services"][name]["depends_on"]
@@ -172,6 +180,7 @@ def test_the_orchestrator_settings_point_at_the_services(config: dict[str, Any])
     user, password = rabbitmq["RABBITMQ_DEFAULT_USER"], rabbitmq["RABBITMQ_DEFAULT_PASS"]
     assert environment["ORCHESTRATOR_BROKER_URL"] == f"amqp://{user}:{password}@rabbitmq:5672//"
     assert environment["ORCHESTRATOR_PREFIX"] == "orch"
+    assert environment["ORCHESTRATOR_LEASE_SECONDS"] == "30"
     assert "ORCHESTRATOR_API_KEYS" in environment
 
 
@@ -182,15 +191,19 @@ def test_the_images_come_from_the_environment(compose_binary: Path, tmp_path: Pa
         {
             "REDIS_IMAGE": "localhost/x:1",
             "RABBITMQ_IMAGE": "localhost/y:2",
-            "API_PORT": "18000",
+            "API_PORT": "127.0.0.1:18000",
             "WORKER_CONCURRENCY": "4",
+            "ORCHESTRATOR_LEASE_SECONDS": "5",
         },
     )
     services = config["services"]
     assert services["redis"]["image"] == "localhost/x:1"
     assert services["rabbitmq"]["image"] == "localhost/y:2"
-    assert services["api"]["ports"][0]["published"] == "18000"
+    (port,) = services["api"]["ports"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "18000", 8000)
     assert services["worker"]["command"] == ["worker", "--concurrency", "4"]
+    for name in ORCHESTRATOR_SERVICES:
+        assert services[name]["environment"]["ORCHESTRATOR_LEASE_SECONDS"] == "5", name
 
 
 def test_a_missing_password_fails_validation_naming_it(
