@@ -7,11 +7,9 @@ connection, not a thousand. The same thread reads, in one round trip a few times
 second, the progress of the jobs whose streams asked for it (progress is not a
 transition, so it is not in the stream).
 
-A subscription whose queue fills up while it is live is ended: its client is too slow
-to keep up, and it resumes with ``Last-Event-ID`` once it reconnects, which loses it
-nothing and keeps this process's memory bounded. While a subscription is still
-catching up from the stream itself, a full queue only means that catching up must go
-on a little longer (see :meth:`Subscription.go_live`).
+A subscription whose queue fills up is ended: its client is too slow to keep up (or
+stopped reading), and it resumes with ``Last-Event-ID`` once it reconnects, which loses
+it nothing and keeps this process's memory bounded.
 
 When Redis goes away the reader retries with growing pauses and resumes after the
 last entry it handed on, so no event is lost; open streams keep sending keepalives.
@@ -65,8 +63,6 @@ class Subscription:
         self.job_id = job_id
         self.progress = progress
         self.ended: End | None = None
-        self.live = False
-        self.overflowed = False
         self.gone = asyncio.Event()
         """Set when the subscription ends, for a response stuck sending to a slow client."""
         self._items: deque[Item] = deque()
@@ -77,24 +73,10 @@ class Subscription:
         if self.ended is not None:
             return False
         if len(self._items) >= self.capacity:
-            if self.live:
-                self.end(End.SLOW)
-                return False
-            self.overflowed = True  # still catching up from the stream: that will cover it
-            return True
+            self.end(End.SLOW)
+            return False
         self._items.append(item)
         self._ready.set()
-        return True
-
-    def go_live(self) -> bool:
-        """After catching up: True if every event since subscribing is in the queue, so the
-        stream can serve from it now; False if some were dropped meanwhile, in which case
-        the queue is emptied and the caller catches up from the stream again."""
-        if self.overflowed:
-            self.overflowed = False
-            self._items.clear()
-            return False
-        self.live = True
         return True
 
     def end(self, reason: End) -> None:
@@ -127,6 +109,7 @@ class FanOut:
     :param capacity: events a subscription may hold unsent before it counts as too slow.
     :param keepalive_seconds: how long an open stream stays silent before a comment line.
     :param progress_seconds: how often the progress of followed running jobs is read.
+    :param batch: entries read at a time; a subscription holds several batches.
     """
 
     def __init__(
@@ -137,7 +120,7 @@ class FanOut:
         capacity: int = 1000,
         keepalive_seconds: float = 15.0,
         progress_seconds: float = 0.25,
-        batch: int = 500,
+        batch: int = 200,
     ) -> None:
         self.log = log
         self.block_ms = block_ms

@@ -308,7 +308,7 @@ class Client:
                 if response.status_code != 200:
                     response.read()
                     raise self._error(response)
-                yield from _server_events(response.iter_lines())
+                yield from parse_event_stream(response.iter_lines())
         except httpx.TimeoutException as exc:
             raise ApiError(
                 f"the API at {self.base_url} is unreachable: no answer in time "
@@ -475,7 +475,7 @@ class _Following:
         self.failed(ApiError("the event stream ended early", status=None))
 
 
-def _server_events(lines: Iterator[str]) -> Iterator[ServerEvent]:
+def parse_event_stream(lines: Iterator[str]) -> Iterator[ServerEvent]:
     """Parse ``text/event-stream`` lines into messages (comments included)."""
     message = ServerEvent()
     data: list[str] = []

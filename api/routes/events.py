@@ -44,7 +44,7 @@ from orchestrator_core.events import (
     stream_order,
 )
 from orchestrator_core.exceptions import StoreUnavailableError
-from orchestrator_core.store import JobStore, canonical_id
+from orchestrator_core.store import canonical_id
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ async def job_events(
     except BaseException:
         fanout.unsubscribe(sub)
         raise
-    return EventStream(_one_job(state.store, fanout, sub, job, after, progress=progress), sub)
+    return EventStream(_one_job(fanout, sub, job, after, progress=progress), sub)
 
 
 def _open(fanout: FanOut) -> FanOut:
@@ -189,26 +189,23 @@ async def _every_job(
                 f": trimmed: events after {after} and before {trimmed} are no longer kept\n\n"
             ).encode()
         last = after
-        while True:
-            pause = 0.1
-            while True:
-                if sub.ended is not None:
-                    return
-                try:
-                    page = await run_in_threadpool(fanout.log.read, last, count=fanout.batch)
-                except StoreUnavailableError:
-                    yield KEEPALIVE
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 2.0)
-                    continue
-                for event in page:
-                    if wants.matches(event):
-                        yield _frame(event)
-                if page:
-                    last = page[-1].id
-                if len(page) < fanout.batch:
-                    break
-            if sub.go_live():
+        pause = 0.1
+        while True:  # catch up from the stream; live events wait in the queue meanwhile
+            if sub.ended is not None:
+                return
+            try:
+                page = await run_in_threadpool(fanout.log.read, last, count=fanout.batch)
+            except StoreUnavailableError:
+                yield KEEPALIVE
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            for event in page:
+                if wants.matches(event):
+                    yield _frame(event)
+            if page:
+                last = page[-1].id
+            if len(page) < fanout.batch:
                 break
         while (item := await sub.next(fanout.keepalive_seconds)) is not None:
             if item is IDLE:
@@ -221,23 +218,15 @@ async def _every_job(
 
 
 async def _one_job(
-    store: JobStore, fanout: FanOut, sub: Subscription, job: Job, after: int, *, progress: bool
+    fanout: FanOut, sub: Subscription, job: Job, after: int, *, progress: bool
 ) -> AsyncGenerator[bytes]:
     try:
         sent = after
-        while True:
-            for event in history_events(job, after=sent):
-                yield _frame(event)
-                sent = event.seq
-            if job.state.terminal:
-                return
-            if sub.go_live():
-                break
-            # Events came faster than they could be queued while replaying: read again.
-            reread = await _reread(store, sub, job.id)
-            if reread is None:
-                return
-            job = reread
+        for event in history_events(job, after=sent):
+            yield _frame(event)
+            sent = event.seq
+        if job.state.terminal:
+            return
         shown = RunningStatus(job.id, None, cancel_requested=False)
         if progress:
             current = RunningStatus(job.id, job.progress, job.cancel_requested)
@@ -259,17 +248,6 @@ async def _one_job(
                 yield _progress_frame(item)
     finally:
         fanout.unsubscribe(sub)
-
-
-async def _reread(store: JobStore, sub: Subscription, job_id: str) -> Job | None:
-    pause = 0.1
-    while sub.ended is None:
-        try:
-            return await run_in_threadpool(store.get, job_id)
-        except StoreUnavailableError:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 2.0)
-    return None
 
 
 def _frame(event: Event) -> bytes:
