@@ -129,6 +129,7 @@ class Stack:
     engine: docker.DockerClient
     api: httpx.Client
     api_port: int
+    api_key: str
     keys: Keys
 
     def submit(self, job_type: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -208,8 +208,8 @@ def stack(
     )
     config = json.loads(compose.run("config", "--format", "json").stdout)
     environment = config["services"]["api"]["environment"]
-    api_keys = [key for key in environment["ORCHESTRATOR_API_KEYS"].split(",") if key]
-    headers = {"Authorization": f"Bearer {api_keys[0]}"} if api_keys else {}
+    api_key = environment["ORCHESTRATOR_API_KEYS"].split(",")[0].strip()
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10)
     try:
         try:
@@ -224,6 +224,7 @@ def stack(
             engine=engine.client,
             api=api,
             api_port=port,
+            api_key=api_key,
             keys=Keys(environment["ORCHESTRATOR_PREFIX"]),
         )
     finally:

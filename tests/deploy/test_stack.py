@@ -5,6 +5,7 @@ Each scenario makes its own jobs; the stack (conftest.py) is shared by the modul
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -75,12 +76,17 @@ def test_a_demo_job_submitted_through_the_published_port_completes(stack: Stack)
         names = {job_type["name"] for job_type in response.json()}
         job = stack.submit("demo.echo", {"message": "through compose", "data": {"answer": 42}})
         done = stack.wait(job["id"], terminal, timeout=60)
+        # The image's own command-line client, as the README shows it.
+        key = f"ORCHESTRATOR_API_KEY={stack.api_key}"
+        command = ["orchestrator", "get", job["id"], "--json"]
+        printed = stack.compose.run("exec", "-T", "-e", key, "api", *command).stdout
     # ORCHESTRATOR_PLUGINS=demo reached the API through compose.yml.
     assert {"demo.echo", "demo.sleep", "demo.fail"} <= names
     assert all(name.startswith("demo.") for name in names), names
     assert done["state"] == "COMPLETED", done
     assert done["result"] == {"message": "through compose", "data": {"answer": 42}}
     assert [state for state, _, _ in steps(done)] == ["CREATED", "RUNNING", "COMPLETED"]
+    assert json.loads(printed) == done
 
 
 def test_a_killed_worker_s_job_is_completed_by_the_other_worker(stack: Stack) -> None:
