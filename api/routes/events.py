@@ -117,7 +117,7 @@ class EventStream(StreamingResponse):
         return True
 
 
-@router.get("/events", response_class=EventStream, responses=ERRORS)
+@router.get("/events", status_code=200, response_class=EventStream, responses=ERRORS)
 async def all_events(
     state: State,
     job_state: Annotated[str | None, Query(alias="state")] = None,
@@ -146,6 +146,7 @@ async def all_events(
 
 @router.get(
     "/jobs/{job_id}/events",
+    status_code=200,
     response_class=EventStream,
     responses={**ERRORS, 404: {"description": "no such job"}},
 )
