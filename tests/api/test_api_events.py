@@ -59,10 +59,11 @@ class Served:
 
 
 @contextmanager
-def served(app: ASGIApp, *, send_buffer: int | None = None) -> Iterator[Served]:
-    """Serve ``app``; ``send_buffer`` fixes the kernel's send buffer of each connection (it
-    grows to megabytes by itself, which a test of a reader that stops reading must fill)."""
-    sock = socket.create_server(("127.0.0.1", 0))
+def served(app: ASGIApp, *, send_buffer: int | None = None, port: int = 0) -> Iterator[Served]:
+    """Serve ``app`` (on ``port``, default any); ``send_buffer`` fixes the kernel's send
+    buffer of each connection (it grows to megabytes by itself, which a test of a reader
+    that stops reading must fill)."""
+    sock = socket.create_server(("127.0.0.1", port))
     if send_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # connections inherit it
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
@@ -636,3 +637,41 @@ def test_submit_wait_follows_the_stream_instead_of_polling(
         assert any("  RUNNING  attempts 1/3  progress " in line for line in lines), lines
     else:
         assert any("  RETRYING  " in line for line in lines), lines
+
+
+def finish_process(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+def test_submit_wait_rides_out_a_restart_of_the_api(
+    worker_settings: Settings, worker: None
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    with ExitStack() as cleanup:
+        with served(create_app(worker_settings)) as first:
+            process = subprocess.Popen(
+                [str(ORCHESTRATOR), "submit", "demo.sleep", '{"seconds": 2, "steps": 2}', "--wait"],
+                env={**env, "ORCHESTRATOR_API_URL": first.url},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            cleanup.callback(finish_process, process)
+            assert process.stdout is not None
+            job_id = process.stdout.readline().split()[1]
+            deadline = time.monotonic() + 20
+            while httpx.get(f"{first.url}/jobs/{job_id}", timeout=5).json()["state"] != "RUNNING":
+                assert time.monotonic() < deadline, "the job did not start"
+                time.sleep(0.05)
+        # The API has stopped while the client follows the job; it comes back shortly.
+        time.sleep(0.5)
+        with served(create_app(worker_settings), port=int(first.url.rsplit(":", 1)[1])):
+            out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, out + err
+    lines = out.splitlines()
+    assert lines[-2] == f"job {job_id}  demo.sleep  COMPLETED  attempts 1/3"
+    assert lines[-1] == 'result: {"slept": 2.0}'
+    assert len(lines) == len(set(lines)), "nothing shown twice"
+    assert err == ""
