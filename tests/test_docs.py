@@ -130,3 +130,11 @@ def test_every_setting_the_guide_names_exists() -> None:
     assert {"PLUGINS", "CANCEL_GRACE_SECONDS"} <= named
     unknown = {name for name in named if name.lower() not in Settings.model_fields}
     assert not unknown, f"docs/plugins.md names settings that do not exist: {sorted(unknown)}"
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [
+        name for name in Settings.model_fields if f"`ORCHESTRATOR_{name.upper()}`" not in readme
+    ]
+    assert not missing, f"README's settings table lacks: {missing}"
