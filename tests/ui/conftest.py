@@ -29,13 +29,15 @@ from harness import ALLOWED, FIXTURES, Workers  # noqa: E402
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: the sync API keeps an event loop running in the
+# main thread while it is open, which would break later tests that call asyncio.run().
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(
