@@ -312,13 +312,7 @@ def _add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="list jobs, newest first",
         description="List jobs newest first, a page at a time, filtered by state and/or type.",
     )
-    command.add_argument(
-        "--state",
-        type=str.upper,
-        choices=[state.value for state in State],
-        help="only jobs in this state (any case)",
-    )
-    command.add_argument("--type", metavar="T", help="only jobs of this type")
+    _add_filters(command, state_help="only jobs in this state", type_help="only jobs of this type")
     command.add_argument(
         "--limit", type=_positive, default=50, metavar="N", help="jobs per page (default 50)"
     )
@@ -346,13 +340,11 @@ def _add_events(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "transition from now on, until interrupted. Reconnects after a dropped connection "
         "without missing any.",
     )
-    command.add_argument(
-        "--state",
-        type=str.upper,
-        choices=[state.value for state in State],
-        help="only transitions into this state (any case)",
+    _add_filters(
+        command,
+        state_help="only transitions into this state",
+        type_help="only transitions of jobs of this type",
     )
-    command.add_argument("--type", metavar="T", help="only transitions of jobs of this type")
     command.add_argument(
         "--after",
         metavar="ID",
@@ -373,6 +365,17 @@ def _events(client: Client, args: argparse.Namespace) -> int:
         line = json.dumps(event) if args.json else client_output.event_line(event)
         print(line, flush=True)
     return EXIT_OK
+
+
+def _add_filters(command: argparse.ArgumentParser, *, state_help: str, type_help: str) -> None:
+    """``--state`` (any case) and ``--type``, with their help texts."""
+    command.add_argument(
+        "--state",
+        type=str.upper,
+        choices=[state.value for state in State],
+        help=f"{state_help} (any case)",
+    )
+    command.add_argument("--type", metavar="T", help=type_help)
 
 
 def _add_json_flag(command: argparse.ArgumentParser) -> None:

@@ -309,33 +309,26 @@ class Client:
                     response.read()
                     raise self._error(response)
                 yield from parse_event_stream(response.iter_lines())
-        except httpx.TimeoutException as exc:
-            raise ApiError(
-                f"the API at {self.base_url} is unreachable: no answer in time "
-                f"({type(exc).__name__}; connect {CONNECT_TIMEOUT:g} s, read {read_timeout:g} s)",
-                status=None,
-            ) from exc
         except httpx.TransportError as exc:
-            raise ApiError(
-                f"the API at {self.base_url} is unreachable: {_one_line(exc)}", status=None
-            ) from exc
+            raise self._unreachable(exc, read_timeout) from exc
 
     def _send(self, method: str, path: str, expected: set[int], **options: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **options)
-        except httpx.TimeoutException as exc:
-            raise ApiError(
-                f"the API at {self.base_url} is unreachable: no answer in time "
-                f"({type(exc).__name__}; connect {CONNECT_TIMEOUT:g} s, read {READ_TIMEOUT:g} s)",
-                status=None,
-            ) from exc
         except httpx.TransportError as exc:
-            raise ApiError(
-                f"the API at {self.base_url} is unreachable: {_one_line(exc)}", status=None
-            ) from exc
+            raise self._unreachable(exc, READ_TIMEOUT) from exc
         if response.status_code in expected:
             return response
         raise self._error(response)
+
+    def _unreachable(self, exc: httpx.TransportError, read_timeout: float) -> ApiError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ApiError(
+                f"the API at {self.base_url} is unreachable: no answer in time "
+                f"({type(exc).__name__}; connect {CONNECT_TIMEOUT:g} s, read {read_timeout:g} s)",
+                status=None,
+            )
+        return ApiError(f"the API at {self.base_url} is unreachable: {_one_line(exc)}", status=None)
 
     def _error(self, response: httpx.Response) -> ApiError:
         status = response.status_code
