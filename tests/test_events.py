@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+from journeys import completed_after_a_retry
 
 from orchestrator_core import State
 from orchestrator_core.events import EventLog, history_events, stream_id
@@ -14,26 +15,14 @@ from orchestrator_core.exceptions import (
     StoreUnavailableError,
 )
 from orchestrator_core.keys import Keys
-from orchestrator_core.models import ErrorInfo
 from orchestrator_core.settings import Settings
 from orchestrator_core.store import JobStore
-
-ERROR = ErrorInfo(type="Boom", message="it broke", retryable=True)
-
-
-def run_to_completion(store: JobStore, job_type: str = "demo.echo") -> str:
-    job = store.create(job_type, {"n": 1}, max_attempts=3)
-    store.start(job.id, 1, "w1")
-    store.transition(job.id, State.RETRYING, fence="w1", error=ERROR, reason="attempt failed")
-    store.start(job.id, 2, "w2")
-    store.transition(job.id, State.COMPLETED, fence="w2", result={"ok": True})
-    return job.id
 
 
 def test_every_transition_is_one_event_in_order(store: JobStore) -> None:
     log = EventLog(store.redis, store.keys)
     start = log.last_id()
-    job_id = run_to_completion(store)
+    job_id = completed_after_a_retry(store)
 
     events = log.read(start)
 
@@ -56,7 +45,7 @@ def test_every_transition_is_one_event_in_order(store: JobStore) -> None:
 
 def test_reading_after_an_id_resumes_exactly_there(store: JobStore) -> None:
     log = EventLog(store.redis, store.keys)
-    run_to_completion(store)
+    completed_after_a_retry(store)
     everything = log.read("0-0")
     middle = everything[2].id
 
@@ -128,7 +117,7 @@ def test_blocking_read_wakes_on_a_new_transition(store: JobStore) -> None:
 
 
 def test_history_events_resume_after_a_position(store: JobStore) -> None:
-    job = store.get(run_to_completion(store))
+    job = store.get(completed_after_a_retry(store))
 
     replay = history_events(job, after=3)
 

@@ -23,8 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from apiserver import Served, served
 from cleanup import delete_broker_objects, delete_keys, job_queues
+from journeys import ERROR, completed_after_a_retry
 from netfaults import TcpProxy
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,52 +34,13 @@ from orchestrator_core import Settings, State, load_plugins, load_settings
 from orchestrator_core.client import parse_event_stream
 from orchestrator_core.connection import connect_redis
 from orchestrator_core.events import EventLog
-from orchestrator_core.models import ErrorInfo
 from orchestrator_core.store import JobStore
 
 ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 EVENT_KEYS = {"id", "job_id", "type", "state", "from", "at", "attempt", "seq", "reason"}
-ERROR = ErrorInfo(type="Boom", message="it broke", retryable=True)
 
 
 # --- A server of our own, and streams read on threads ----------------------------------
-
-
-@dataclass
-class Served:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> float:
-        """Stop the server as its owner would; return how long it took."""
-        started = time.monotonic()
-        self.server.should_exit = True
-        self.thread.join(15)
-        return time.monotonic() - started
-
-
-@contextmanager
-def served(app: ASGIApp, *, send_buffer: int | None = None, port: int = 0) -> Iterator[Served]:
-    """Serve ``app`` (on ``port``, default any); ``send_buffer`` fixes the kernel's send
-    buffer of each connection (it grows to megabytes by itself, which a test of a reader
-    that stops reading must fill)."""
-    sock = socket.create_server(("127.0.0.1", port))
-    if send_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # connections inherit it
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.01)
-    try:
-        yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread)
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 @dataclass
@@ -198,16 +160,6 @@ def events_api(api_settings: Settings) -> Iterator[ApiStarter]:
         api.client.close()
 
 
-def completed_job(store: JobStore, job_type: str = "demo.echo") -> str:
-    """A job through a failed attempt to COMPLETED: five transitions."""
-    job = store.create(job_type, {"n": 1}, max_attempts=3)
-    store.start(job.id, 1, "w1")
-    store.transition(job.id, State.RETRYING, fence="w1", error=ERROR, reason="attempt failed")
-    store.start(job.id, 2, "w2")
-    store.transition(job.id, State.COMPLETED, fence="w2", result={"ok": True})
-    return job.id
-
-
 # --- One job's stream ---------------------------------------------------------------------
 
 
@@ -248,7 +200,7 @@ def test_a_jobs_stream_resumes_after_last_event_id(
     events_api: ApiStarter, jobs_store: JobStore
 ) -> None:
     api = events_api()
-    done = completed_job(jobs_store)
+    done = completed_after_a_retry(jobs_store)
     running = jobs_store.create("demo.echo", {}, max_attempts=3)
     jobs_store.start(running.id, 1, "w1")
 
@@ -276,15 +228,15 @@ def test_events_resume_with_last_event_id_gives_exactly_the_missing_ones(
     log = EventLog(jobs_store.redis, jobs_store.keys)
     start = log.last_id()
     first = api.open("/events")
-    completed_job(jobs_store)
+    completed_after_a_retry(jobs_store)
     seen = first.wait_for(5)
     first.disconnect()
-    completed_job(jobs_store)  # while nobody listens
+    completed_after_a_retry(jobs_store)  # while nobody listens
 
     resumed = api.open("/events", **{"Last-Event-ID": first.ids[-1]})
     middle = api.open("/events", **{"Last-Event-ID": first.ids[1]})
     resumed.wait_for(5)
-    completed_job(jobs_store)  # live again
+    completed_after_a_retry(jobs_store)  # live again
     resumed.wait_for(10)
     middle.wait_for(13)
 
@@ -299,9 +251,9 @@ def test_events_resume_with_last_event_id_gives_exactly_the_missing_ones(
 
 def test_events_start_with_what_happens_next(events_api: ApiStarter, jobs_store: JobStore) -> None:
     api = events_api()
-    before = completed_job(jobs_store)
+    before = completed_after_a_retry(jobs_store)
     stream = api.open("/events")
-    after = completed_job(jobs_store)
+    after = completed_after_a_retry(jobs_store)
     stream.wait_for(5)
     assert {event["job_id"] for event in stream.events} == {after} != {before}
     assert all(set(event) == EVENT_KEYS for event in stream.events)
@@ -315,11 +267,11 @@ def test_events_filter_by_type_and_state(events_api: ApiStarter, jobs_store: Job
         "completed": api.open("/events?state=COMPLETED"),
         "echo running": api.open("/events?type=demo.echo&state=RUNNING"),
     }
-    echo = completed_job(jobs_store, "demo.echo")
+    echo = completed_after_a_retry(jobs_store, "demo.echo")
     failing = jobs_store.create("demo.fail", {}, max_attempts=1)
     jobs_store.start(failing.id, 1, "w1")
     jobs_store.transition(failing.id, State.FAILED, fence="w1", error=ERROR, reason="failed")
-    done = completed_job(jobs_store, "demo.fail")
+    done = completed_after_a_retry(jobs_store, "demo.fail")
 
     expected = {
         "all": 13,
@@ -363,7 +315,7 @@ def test_bad_filters_ids_and_jobs_are_refused(events_api: ApiStarter) -> None:
 
 def test_streams_need_the_api_key(events_api: ApiStarter, jobs_store: JobStore) -> None:
     api = events_api(api_keys="k1")
-    job_id = completed_job(jobs_store)
+    job_id = completed_after_a_retry(jobs_store)
     for path in ("/events", f"/jobs/{job_id}/events"):
         refused = api.client.get(path)
         assert refused.status_code == 401
@@ -437,7 +389,7 @@ def test_redis_away_mid_stream_loses_no_event(
         proxy.set_mode(fault)
         jobs_store.start(job.id, 1, "w1")
         jobs_store.transition(job.id, State.RETRYING, fence="w1", error=ERROR, reason="lost")
-        other = completed_job(jobs_store)
+        other = completed_after_a_retry(jobs_store)
         keepalives = len(every.comments)
         time.sleep(1.5)
         assert len(every.comments) > keepalives, "keepalives go on while Redis is away"
@@ -463,7 +415,7 @@ def test_a_stream_opened_while_redis_is_down_is_503(
     proxy = TcpProxy(("127.0.0.1", 6379))
     try:
         api = events_api(redis_url=f"redis://127.0.0.1:{proxy.port}/0")
-        job_id = completed_job(jobs_store)
+        job_id = completed_after_a_retry(jobs_store)
         proxy.set_mode("refuse")
         for path in ("/events", f"/jobs/{job_id}/events"):
             answer = api.client.get(path)
