@@ -16,7 +16,9 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    """The process answers. On the event loop itself, so it answers even while every
+    thread waits on a slow Redis or broker."""
     return {"status": "ok"}
 
 
