@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from api import errors, openapi
@@ -28,6 +29,8 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The limiter belongs to this event loop, so it is sized once the loop runs.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         async with ending_streams(state.fanout):
             yield
         state.publisher.close()

@@ -11,7 +11,7 @@ are reported, since a shared 2-core machine slows down in spells. Every Redis ke
 queue and exchange of the run is deleted at the end, also on failure or Ctrl-C. Talks
 only to 127.0.0.1.
 
-    python bench/api_throughput.py [--seconds S] [--connections C] [--rounds R]
+    python bench/api_throughput.py [--seconds S] [--connections C] [--rounds R] [--api-threads N]
 """
 
 from __future__ import annotations
@@ -106,9 +106,11 @@ class ApiProcess(Service):
                 time.sleep(0.1)
 
 
-def api_env(prefix: str) -> dict[str, str]:
+def api_env(prefix: str, threads: int | None = None) -> dict[str, str]:
     """This environment without any ORCHESTRATOR_ setting, plus the run's own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    if threads is not None:
+        env["ORCHESTRATOR_API_THREADS"] = str(threads)
     return {
         **env,
         "ORCHESTRATOR_PREFIX": prefix,
@@ -388,6 +390,12 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=positive, default=3, help="alternating rounds per endpoint (default 3)"
     )
+    parser.add_argument(
+        "--api-threads",
+        type=positive,
+        metavar="N",
+        help="the API's ORCHESTRATOR_API_THREADS (default: the setting's default)",
+    )
     parser.add_argument("--keep-log", action="store_true", help="keep the API's log file")
     options = parser.parse_args()
     signal.signal(signal.SIGINT, interrupt_once)
@@ -399,7 +407,7 @@ def main() -> None:
     api: ApiProcess | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="bench-api-") as scratch:
-            api = ApiProcess(free_port(), api_env(keys.prefix))
+            api = ApiProcess(free_port(), api_env(keys.prefix, options.api_threads))
             api.wait_ready()
             generator = Generator(api.base_url, options.connections, Path(scratch))
             print(f"run {run_id}: api pid {api.process.pid} on {api.base_url}")

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     """How long an Idempotency-Key keeps naming the job it created."""
     publish_timeout_seconds: float = Field(default=2.0, gt=0)
     """Seconds to connect to the broker and to wait for its publish confirm."""
+    api_threads: int = Field(default=8, ge=1, le=1000)
+    """Threads an API process runs its blocking calls on (Redis, the broker). Few beat
+    many: the calls are short, and every extra thread only contends for the GIL."""
     events_max_length: int = Field(default=100_000, ge=1000)
     """About how many transitions the event stream keeps for late readers to resume from."""
 

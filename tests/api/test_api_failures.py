@@ -3,6 +3,7 @@ and no job left half-created or visible."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 
 import httpx
@@ -124,3 +125,27 @@ def test_the_default_timeouts_keep_a_hung_broker_within_the_bound(
     client = start_api(broker_url=f"amqp://guest:guest@127.0.0.1:{hung_server}//", **defaults)
     assert_unavailable(*timed_post(client), "broker")
     assert_no_job(jobs_store)
+
+
+@pytest.mark.parametrize(("threads", "waves"), [(1, 3), (3, 1)])
+def test_blocking_calls_share_the_configured_threads(
+    start_api: ApiFactory, hung_server: int, threads: int, waves: int
+) -> None:
+    # Each read of the hung Redis holds a thread for the 1 s socket timeout: three at once
+    # take three turns on one thread, one turn on three.
+    client = start_api(redis_url=f"redis://127.0.0.1:{hung_server}/0", api_threads=threads)
+    missing = "/jobs/00000000-0000-4000-8000-000000000000"
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        started = time.monotonic()
+        pending = [pool.submit(client.get, missing) for _ in range(3)]
+        time.sleep(0.3)
+        probed = time.monotonic()
+        healthz = client.get("/healthz")  # async: it needs no thread, so it never queues
+        probe_took = time.monotonic() - probed
+        answers = [future.result() for future in pending]
+        elapsed = time.monotonic() - started
+
+    assert [a.status_code for a in answers] == [503] * 3
+    assert healthz.status_code == 200
+    assert probe_took < 0.5
+    assert waves - 0.2 <= elapsed < waves + 0.9
