@@ -39,7 +39,14 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench.service import Service, delete_broker_entities, delete_keys, step
+from bench.service import (
+    Service,
+    delete_broker_entities,
+    delete_keys,
+    interrupt_once,
+    positive,
+    step,
+)
 from orchestrator_core import load_plugins
 from orchestrator_core.broker import queue_name
 from orchestrator_core.keys import Keys
@@ -362,21 +369,6 @@ def clean_up(keys: Keys, client: redis.Redis) -> None:
             [keys.exchange, keys.dead_letter_exchange],
         )
     client.close()
-
-
-def interrupt_once(signum: int, frame: object) -> None:
-    """First SIGINT or SIGTERM: stop the run; any later one is ignored so clean-up finishes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    print(f"\n{signal.Signals(signum).name}: cleaning up, please wait", file=sys.stderr)
-    raise KeyboardInterrupt
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def main() -> None:

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 import httpx
 import redis
-from api_throughput import ApiProcess, api_env, clean_up, free_port, percentile, positive
 
+from bench.api_throughput import ApiProcess, api_env, clean_up, free_port, percentile
+from bench.service import positive
 from orchestrator_core.client import parse_event_stream
 from orchestrator_core.connection import connect_redis
 from orchestrator_core.keys import Keys

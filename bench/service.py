@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -87,3 +88,18 @@ def step(what: str) -> Iterator[None]:
         yield
     except Exception as exc:
         print(f"clean-up: {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def interrupt_once(signum: int, frame: object) -> None:
+    """First SIGINT or SIGTERM: stop the run; any later one is ignored so clean-up finishes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(f"\n{signal.Signals(signum).name}: cleaning up, please wait", file=sys.stderr)
+    raise KeyboardInterrupt
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
