@@ -8,8 +8,8 @@ retries the attempt with backoff while attempts remain. Failures no retry can me
 from __future__ import annotations
 
 
-class ServerError(Exception):
-    """Raised when the server answers with a 5xx status that ``accept_status`` does not accept.
+class StatusError(Exception):
+    """A response whose status calls for another attempt.
 
     :ivar status: the response status.
     :ivar url: the URL requested (without credentials).
@@ -19,6 +19,10 @@ class ServerError(Exception):
         super().__init__(message)
         self.status = status
         self.url = url
+
+
+class ServerError(StatusError):
+    """Raised when the server answers with a 5xx status that ``accept_status`` does not accept."""
 
 
 class RequestError(Exception):
@@ -36,14 +40,5 @@ class RequestError(Exception):
         self.cause = cause
 
 
-class TryLaterError(Exception):
-    """Raised when the server answers 408 or 429, asking the client to come back later.
-
-    :ivar status: the response status.
-    :ivar url: the URL requested (without credentials).
-    """
-
-    def __init__(self, message: str, *, status: int, url: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.url = url
+class TryLaterError(StatusError):
+    """Raised when the server answers 408 or 429, asking the client to come back later."""
