@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import Authorized, State
-from api.schemas import LoadedPluginPublic, PluginFailurePublic, PluginReport
+from api.schemas import PluginReport
 
 router = APIRouter(tags=["plugins"], dependencies=[Authorized])
 
@@ -17,28 +17,4 @@ router = APIRouter(tags=["plugins"], dependencies=[Authorized])
 )
 def plugin_report(state: State) -> PluginReport:
     """Plugins loaded (with the job types each registered), quarantined, and left out."""
-    report = state.plugins.report
-    return PluginReport(
-        ok=report.ok,
-        loaded=[
-            LoadedPluginPublic(
-                name=info.name,
-                distribution=info.distribution,
-                version=info.version,
-                value=info.value,
-                job_types=list(info.job_types),
-            )
-            for info in report.loaded
-        ],
-        failed=[
-            PluginFailurePublic(
-                plugin=failure.plugin,
-                distribution=failure.distribution,
-                version=failure.version,
-                stage=failure.stage,
-                error=failure.error,
-            )
-            for failure in report.failed
-        ],
-        skipped=list(report.skipped),
-    )
+    return PluginReport.model_validate(state.plugins.report, from_attributes=True)
