@@ -28,6 +28,7 @@ import pytest
 import redis
 from cleanup import delete_broker_objects, delete_keys
 from kombu import Connection
+from processes import stop_group
 
 from orchestrator_core.client import ApiError, Client, WaitTimeoutError
 from orchestrator_core.settings import Settings, load_settings
@@ -99,16 +100,7 @@ def wait_until(service: Service, ready: Callable[[], bool], what: str) -> None:
 
 def stop(service: Service) -> None:
     """SIGTERM to the service's process group; SIGKILL if it is still there after 10 s."""
-    if service.process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(service.process.pid, signal.SIGTERM)
-    try:
-        service.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(service.process.pid, signal.SIGKILL)
-        service.process.wait(timeout=10)
+    stop_group(service.process, grace=10)
 
 
 def healthy(url: str) -> bool:

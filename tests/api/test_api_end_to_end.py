@@ -4,7 +4,6 @@ driven over HTTP to every terminal state."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from processes import stop_group
 
 from orchestrator_core import Settings
 
@@ -25,16 +25,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture
@@ -74,7 +64,7 @@ def system(api_settings: Settings, tmp_path: Path) -> Iterator[httpx.Client]:
     finally:
         client.close()
         for process in processes:
-            _stop(process)
+            stop_group(process)
         for name, log in logs.items():
             print(f"--- {name}\n{log.read_text()[-4000:]}")
 

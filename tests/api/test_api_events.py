@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from apiserver import Served, served
 from cleanup import delete_broker_objects, delete_keys, job_queues
 from journeys import ERROR, completed_after_a_retry
 from netfaults import TcpProxy
+from processes import stop_group
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.main import create_app
@@ -505,13 +505,7 @@ def worker(worker_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
             time.sleep(0.05)
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 class Counting:

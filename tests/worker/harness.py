@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from processes import stop_group
+
 from orchestrator_core import Job, Plugins, State
 from orchestrator_core.broker import Publisher
 from orchestrator_core.settings import Settings
@@ -97,14 +99,7 @@ class Workers:
 
     def stop_all(self) -> None:
         for worker in self.started:
-            if worker.process.poll() is None:
-                try:
-                    os.killpg(worker.process.pid, signal.SIGTERM)
-                    worker.process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                except ProcessLookupError:
-                    pass
+            stop_group(worker.process)
 
 
 @dataclass
