@@ -76,6 +76,7 @@ local function move(current, target, reason, fields)
             'created_us', 'cancel_requested_us'))
     local at = monotonic_now(updated_us)
     local attempt = tonumber(attempts)
+    local terminal = next(ALLOWED[target]) == nil
     local writes = {'state', target, 'updated_us', at}
     if target == 'RUNNING' then
         attempt = attempt + 1
@@ -93,7 +94,7 @@ local function move(current, target, reason, fields)
     else
         redis.call('ZREM', dispatch_key, id)
     end
-    if next(ALLOWED[target]) == nil then
+    if terminal then
         table.insert(writes, 'finished_us'); table.insert(writes, at)
     end
     if target == 'COMPLETED' then
@@ -110,7 +111,7 @@ local function move(current, target, reason, fields)
     if target == 'RUNNING' and not started_us then
         observe('queue_wait', job_type, '', seconds_between(created_us, at), BUCKETS.seconds)
     end
-    if next(ALLOWED[target]) == nil then
+    if terminal then
         if started_us then
             observe('duration', job_type, target, seconds_between(started_us, at), BUCKETS.seconds)
         end
