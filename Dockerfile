@@ -36,6 +36,8 @@ COPY pyproject.toml README.md plugins.tx[t] ./
 COPY orchestrator_core/ orchestrator_core/
 COPY api/ api/
 COPY worker/ worker/
+COPY cli/ cli/
+COPY orchestrator_client/ orchestrator_client/
 COPY plugins/ plugins/
 # The host's wheels, when there is a wheels/ directory; pyproject.toml keeps the
 # instruction from having no source at all (pip ignores it among the wheels).

@@ -23,38 +23,15 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from orchestrator_core.connection import redis_errors
 from orchestrator_core.exceptions import StoreUnavailableError
-from orchestrator_core.keys import Keys
-from orchestrator_core.metrics import Histogram, JobMetrics, WorkerBeat, live_workers
 from orchestrator_core.plugins import LoadReport
 from orchestrator_core.states import State
+from orchestrator_core.store.connection import redis_errors
+from orchestrator_core.store.keys import Keys
+from orchestrator_core.telemetry.heartbeats import WorkerBeat, live_workers
+from orchestrator_core.telemetry.metrics import HISTOGRAMS, Histogram, JobMetrics
 
 logger = logging.getLogger(__name__)
-
-HISTOGRAMS: dict[str, tuple[str, str, str | None]] = {
-    "queue_wait": (
-        "orchestrator_job_queue_wait_seconds",
-        "Time from submission to the first start of a job.",
-        None,
-    ),
-    "duration": (
-        "orchestrator_job_duration_seconds",
-        "Time from a job's first start to its end, by the state it ended in.",
-        "state",
-    ),
-    "attempts": (
-        "orchestrator_job_attempts",
-        "Attempts a job had started when it ended, by the state it ended in.",
-        "state",
-    ),
-    "cancel_latency": (
-        "orchestrator_job_cancel_latency_seconds",
-        "Time from a cancel request to the job reading CANCELLED, by the state cancelled from.",
-        "from_state",
-    ),
-}
-"""Each histogram the store script keeps: exported name, help, and its second label."""
 
 
 class StoreCollector(Collector):
@@ -160,9 +137,10 @@ def _job_families(
     yield submitted
     yield transitions
     yield jobs
-    for key, (name, documentation, label) in HISTOGRAMS.items():
+    for key, spec in HISTOGRAMS.items():
+        label = spec.label
         family = HistogramMetricFamily(
-            name, documentation, labels=["type"] if label is None else ["type", label]
+            spec.exported, spec.documentation, labels=["type"] if label is None else ["type", label]
         )
         series = metrics.histograms.get(key, {}) if metrics is not None else {}
         for (job_type, second), histogram in sorted(series.items()):

@@ -12,8 +12,8 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from api.limits import BodyTooLargeError
 from orchestrator_core.exceptions import (
+    BodyTooLargeError,
     BrokerUnavailableError,
     IdempotencyConflictError,
     IllegalTransitionError,

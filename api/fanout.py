@@ -28,8 +28,8 @@ from typing import Final
 
 from fastapi.concurrency import run_in_threadpool
 
-from orchestrator_core.events import Event, EventFilter, EventLog, RunningStatus
 from orchestrator_core.exceptions import StoreUnavailableError
+from orchestrator_core.telemetry.events import Event, EventFilter, EventLog, RunningStatus
 
 logger = logging.getLogger(__name__)
 

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator_core.exceptions import OrchestratorError
-
-
-class BodyTooLargeError(OrchestratorError):
-    """Raised while reading a request body that runs over the configured limit."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body is over the limit of {limit} bytes")
-        self.limit = limit
+from orchestrator_core.exceptions import BodyTooLargeError
 
 
 class BodyLimit:

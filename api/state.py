@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from api.fanout import FanOut
 from api.metrics import ApiMetrics
 from orchestrator_core import Plugins, Settings
-from orchestrator_core.broker import Publisher
-from orchestrator_core.events import EventLog
+from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.store import JobStore
+from orchestrator_core.telemetry.events import EventLog
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ApiState:
 
     @classmethod
     def build(cls, settings: Settings, plugins: Plugins) -> ApiState:
-        store = JobStore.from_settings(settings, observer=plugins.notify_transitioned)
+        store = JobStore.from_settings(settings, plugins=plugins)
         return cls(
             settings=settings,
             plugins=plugins,

@@ -48,8 +48,8 @@ from bench.service import (
     step,
 )
 from orchestrator_core import load_plugins
-from orchestrator_core.broker import queue_name
-from orchestrator_core.keys import Keys
+from orchestrator_core.dispatch.broker import queue_name
+from orchestrator_core.store.keys import Keys
 
 HOST = "127.0.0.1"
 REDIS_URL = f"redis://{HOST}:6379/0"

@@ -27,11 +27,11 @@ import redis
 
 from bench.api_throughput import ApiProcess, api_env, clean_up, free_port, percentile
 from bench.service import positive
-from orchestrator_core.client import parse_event_stream
-from orchestrator_core.connection import connect_redis
-from orchestrator_core.keys import Keys
+from orchestrator_client import parse_event_stream
 from orchestrator_core.settings import load_settings
 from orchestrator_core.store import JobStore
+from orchestrator_core.store.connection import connect_redis
+from orchestrator_core.store.keys import Keys
 
 SETTLE_SECONDS = 5.0
 """How long the readers may take after the last write before the run ends."""

@@ -18,9 +18,9 @@ import redis
 
 from bench.service import delete_keys
 from orchestrator_core import State
-from orchestrator_core.connection import connect_redis
 from orchestrator_core.settings import load_settings
 from orchestrator_core.store import JobStore
+from orchestrator_core.store.connection import connect_redis
 
 
 class CountingConnection(redis.Connection):

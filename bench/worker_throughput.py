@@ -37,7 +37,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +52,12 @@ from bench.service import (
     step,
 )
 from orchestrator_core import State, load_plugins
-from orchestrator_core.broker import Publisher, queue_name
+from orchestrator_core.dispatch.broker import queue_name
+from orchestrator_core.dispatch.publisher import Publisher
+from orchestrator_core.dispatch.submission import submit
 from orchestrator_core.job_type import JobType
 from orchestrator_core.settings import Settings, load_settings
-from orchestrator_core.store import CancelOutcome, JobStore
-from orchestrator_core.submission import submit
+from orchestrator_core.store import CancelOutcome, JobStore, script
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -281,8 +281,8 @@ def command_calls(client: redis.Redis) -> Counter[str]:
 
 
 def script_commands() -> frozenset[str]:
-    """The commands ``jobs.lua`` can call: inside the script, not round trips of their own."""
-    source = resources.files("orchestrator_core").joinpath("jobs.lua").read_text(encoding="utf-8")
+    """The commands the store script can call: inside it, not round trips of their own."""
+    source = script.source()
     return frozenset(name.lower() for name in re.findall(r"redis\.call\('(\w+)'", source))
 
 

@@ -3,11 +3,20 @@
 Plugin authors import everything they need from here::
 
     from orchestrator_core import CancellationToken, JobType, PermanentError, hookimpl
+
+The modules at this level are the contract (``hookspecs``, ``job_type``,
+``cancellation``, ``exceptions``, ``models``, ``states``), the settings, plugin loading
+(``plugins``), the one attempt pipeline (``attempt``) and the plugin author's testing
+kit (``testing``). Below them: ``store/`` (Redis, the one writer of state),
+``dispatch/`` (the broker: publishing, submission, the sweep) and ``telemetry/`` (events,
+metrics, heartbeats). Neither service is imported from here.
 """
 
 from orchestrator_core.cancellation import CancellationToken
 from orchestrator_core.exceptions import (
+    ApiError,
     AttemptsExhaustedError,
+    BodyTooLargeError,
     BrokerUnavailableError,
     ConfigurationError,
     CorruptJobError,
@@ -28,18 +37,29 @@ from orchestrator_core.exceptions import (
     StaleLeaseError,
     StoreUnavailableError,
     UnknownJobTypeError,
+    WaitTimeoutError,
 )
 from orchestrator_core.hookspecs import hookimpl, hookspec
 from orchestrator_core.job_type import JobType
 from orchestrator_core.models import ErrorInfo, HistoryEntry, Job, Progress
 from orchestrator_core.plugins import LoadReport, PluginFailure, PluginInfo, Plugins, load_plugins
 from orchestrator_core.settings import Settings, load_settings
-from orchestrator_core.states import TERMINAL_STATES, TRANSITIONS, State
+from orchestrator_core.states import (
+    CANCELLABLE_STATES,
+    STARTABLE_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    State,
+)
 
 __all__ = [
+    "CANCELLABLE_STATES",
+    "STARTABLE_STATES",
     "TERMINAL_STATES",
     "TRANSITIONS",
+    "ApiError",
     "AttemptsExhaustedError",
+    "BodyTooLargeError",
     "BrokerUnavailableError",
     "CancellationToken",
     "ConfigurationError",
@@ -72,6 +92,7 @@ __all__ = [
     "State",
     "StoreUnavailableError",
     "UnknownJobTypeError",
+    "WaitTimeoutError",
     "hookimpl",
     "hookspec",
     "load_plugins",

@@ -8,6 +8,8 @@ HTTP statuses in a single handler). Plugin authors raise two of them on purpose:
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OrchestratorError(Exception):
     """Raised for any failure the orchestrator reports on purpose; the base of the tree."""
@@ -209,3 +211,48 @@ class BrokerUnavailableError(OrchestratorError):
     The message may or may not have been queued; the job stays in the outbox, so the
     sweep publishes it again and the worker drops any duplicate.
     """
+
+
+# --- The REST API and its clients ------------------------------------------------
+
+
+class BodyTooLargeError(OrchestratorError):
+    """Raised while reading a request body that runs over the configured limit.
+
+    :ivar limit: the limit in bytes (``ORCHESTRATOR_MAX_BODY_BYTES``).
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is over the limit of {limit} bytes")
+        self.limit = limit
+
+
+class ApiError(OrchestratorError):
+    """Raised by the client when the API answers with an error status, or cannot be reached.
+
+    :ivar status: the HTTP status, or ``None`` when no answer came (refused, timed out).
+    :ivar detail: the ``detail`` of the error body (a string, or a list of validation
+        errors for a 422), the start of the body when it was not the API's JSON, or
+        ``None`` when no answer came.
+    """
+
+    def __init__(self, message: str, *, status: int | None, detail: object = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+class WaitTimeoutError(OrchestratorError, TimeoutError):
+    """Raised when the client's ``wait`` gives up before the job reached a terminal state.
+
+    :ivar job_id: the job waited for.
+    :ivar job: its document as last read.
+    """
+
+    def __init__(self, job: dict[str, Any], timeout: float) -> None:
+        super().__init__(
+            f"job {job.get('id')} is still {job.get('state')} after {timeout:g} s; "
+            "it keeps running, stopping the wait does not cancel it"
+        )
+        self.job_id = str(job.get("id"))
+        self.job = job

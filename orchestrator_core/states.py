@@ -1,7 +1,9 @@
-"""The job states and the transition table: the only place where state names are written.
+"""The job states, the transition table and the named sets of states: the only place
+where state names are written.
 
-The Redis script that enforces the machine is generated from :data:`TRANSITIONS`, so
-the table cannot drift between Python and Redis.
+The Redis script that enforces the machine receives all of them from here (see
+``store/script.py``), and the API serves them to the dashboard (``GET /states``), so
+neither the script nor the pages can drift from this table.
 """
 
 from __future__ import annotations
@@ -51,6 +53,19 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 TERMINAL_STATES: frozenset[State] = frozenset(
     s for s, targets in TRANSITIONS.items() if not targets
 )
+"""The states nothing leaves: COMPLETED, FAILED, CANCELLED."""
+
+STARTABLE_STATES: frozenset[State] = frozenset(
+    s for s, targets in TRANSITIONS.items() if State.RUNNING in targets
+)
+"""The states a job waits in for its next attempt (CREATED, RETRYING): a message for it
+may start it, and a cancel request cancels it at once."""
+
+CANCELLABLE_STATES: frozenset[State] = frozenset(
+    s for s, targets in TRANSITIONS.items() if State.CANCELLED in targets
+)
+"""The states a cancel request has an effect in (CREATED, RUNNING, RETRYING); in RUNNING
+it asks the worker to stop."""
 
 
 def allowed(current: State, requested: State) -> bool:

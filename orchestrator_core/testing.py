@@ -10,9 +10,16 @@ can import the rest from here. Nothing here needs Redis or RabbitMQ::
         [count] = check_distribution("acme-jobs")
         job_runner.run(count, {"to": 3}).assert_completed(result={"counted": 3})
 
-A run goes through the same :func:`~orchestrator_core.outcomes.classify` and
-:func:`~orchestrator_core.outcomes.check_result` the worker uses, so the state a test
-sees is the state the worker would store.
+A run goes through the same :func:`~orchestrator_core.attempt.perform` and
+:func:`~orchestrator_core.attempt.settle` the worker runs every attempt through, so the
+state a test sees is the state the worker would store. To act while ``execute`` runs
+(cancel it once it has done something, say), start the run and wait for it later::
+
+    def test_cancel_once_started(job_runner: JobRunner) -> None:
+        running = job_runner.start(count, {"to": 1000})
+        wait_until_it_has_begun()
+        running.cancel()
+        running.result().assert_cancelled()
 """
 
 from __future__ import annotations
@@ -32,24 +39,28 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from orchestrator_core.attempt import Outcome, escalated, perform, settle
 from orchestrator_core.cancellation import CancellationToken
 from orchestrator_core.job_type import Execute, JobType
 from orchestrator_core.models import ErrorInfo, Progress
-from orchestrator_core.outcomes import (
-    Outcome,
-    as_stored,
-    check_result,
-    classify,
-    escalated,
-    failed,
-)
 from orchestrator_core.plugins import GROUP, load_plugins
-from orchestrator_core.records import to_json
 from orchestrator_core.states import State
+from orchestrator_core.store.records import to_json
 
-__all__ = ["JobRun", "JobRunner", "check_distribution", "job_runner", "run_job"]
+__all__ = [
+    "JobRun",
+    "JobRunner",
+    "RunningJob",
+    "check_distribution",
+    "job_runner",
+    "run_job",
+    "start_job",
+]
+
+POLL_SECONDS = 0.02
+"""How often a run waiting for ``execute`` looks whether its token was fired by hand."""
 
 _MISSING: Any = object()
 
@@ -83,6 +94,9 @@ class JobRun:
     """Seconds from the start of ``execute`` until it returned, raised, or was given up on."""
     exception: BaseException | None = None
     """What ``execute`` raised, if it raised."""
+    retry_in: float | None = None
+    """For a retried attempt, the backoff before the next one (the type's
+    ``retry_delay``, jitter included); None otherwise."""
 
     @property
     def state(self) -> State:
@@ -218,6 +232,7 @@ def run_job(
     cancel_after: float | None = None,
     timeout: float | None = None,
     grace: float = 1.0,
+    job_id: str | None = None,
 ) -> JobRun:
     """Run one attempt of ``job_type`` in this process and return how it ended.
 
@@ -233,15 +248,43 @@ def run_job(
     :param attempt: the token's attempt number (``token.attempt``); on the type's last
         attempt a failure ends ``FAILED`` instead of ``RETRYING``.
     :param cancel_after: fire the token with reason ``"cancelled"`` after this many
-        seconds, as a ``DELETE /jobs/{id}`` would; None never cancels.
+        seconds, as a ``DELETE /jobs/{id}`` would; 0 fires it before ``execute`` starts
+        (a job cancelled while it waited); None never cancels.
     :param timeout: fire the token with reason ``"timeout"`` after this many seconds;
         None takes the type's own ``timeout`` (which may be none).
     :param grace: how long ``execute`` may go on after the token fired before the run
         is given up on and ``ignored_token`` is set. The worker waits
         ``ORCHESTRATOR_CANCEL_GRACE_SECONDS`` (10 s by default) and then stops the process;
         here the thread is left to finish in the background.
+    :param job_id: the token's ``job_id``; None makes one (``"test-<uuid>"``).
     :raises pydantic.ValidationError: the payload is invalid (the API would answer 422).
     :raises ValueError: for an ``attempt`` outside 1..max_attempts or a negative time.
+    """
+    return start_job(
+        job_type,
+        payload,
+        attempt=attempt,
+        cancel_after=cancel_after,
+        timeout=timeout,
+        grace=grace,
+        job_id=job_id,
+    ).result()
+
+
+def start_job(
+    job_type: JobType,
+    payload: Mapping[str, Any] | BaseModel,
+    *,
+    attempt: int = 1,
+    cancel_after: float | None = None,
+    timeout: float | None = None,
+    grace: float = 1.0,
+    job_id: str | None = None,
+) -> RunningJob:
+    """Start one attempt as :func:`run_job` does and return at once, while ``execute``
+    runs; :meth:`RunningJob.result` waits for how it ended.
+
+    The arguments are :func:`run_job`'s; the times count from this call.
     """
     if isinstance(attempt, bool) or not isinstance(attempt, int):
         raise TypeError(f"attempt must be an int, got {attempt!r}")
@@ -260,63 +303,136 @@ def run_job(
     elif timeout != job_type.timeout:
         # So the Timeout error names the limit that actually applied.
         job_type = replace(job_type, timeout=timeout)
-
-    job_id = f"test-{uuid.uuid4()}"
-    progress: list[Progress] = []
-    token = CancellationToken(
-        job_id,
-        attempt,
-        on_progress=lambda fraction, message: progress.append(
-            Progress(fraction=fraction, message=message)
-        ),
-    )
-    validated = job_type.validate_payload(payload)
-    try:
-        model = job_type.validate_payload(validated.model_dump(mode="json"))
-    except ValidationError as exc:
-        return JobRun(job_type, None, job_id, attempt, failed("PayloadInvalid", str(exc)))
-
-    execution = _Execution(job_type, model, token)
-    started = time.monotonic()
-    execution.thread.start()
-    deadlines = [
-        (started + seconds, reason)
+    # Validated as the API validates a submission, and stored as its JSON.
+    stored = job_type.validate_payload(payload).model_dump(mode="json")
+    deadlines = sorted(
+        (seconds, reason)
         for seconds, reason in ((cancel_after, "cancelled"), (timeout, "timeout"))
         if seconds is not None
-    ]
-    ignored = False
-    if not deadlines:
-        execution.done.wait()
-    else:
-        # Only the first firing counts: a token keeps the reason it fired with.
-        at, reason = min(deadlines)
-        if not execution.done.wait(max(0.0, at - time.monotonic())):
-            token.cancel(reason)
-            ignored = not execution.done.wait(grace_seconds)
-    duration = time.monotonic() - started
-    if execution.escaped is not None:
-        raise execution.escaped
-    finished = execution.outcome
-    outcome = escalated(job_type, token, grace_seconds) if ignored or finished is None else finished
-    return JobRun(
-        job_type,
-        model,
-        job_id,
-        attempt,
-        as_stored(outcome, attempt=attempt, max_attempts=job_type.max_attempts),
-        progress,
-        ignored,
-        duration,
-        execution.exception(),
     )
+    return RunningJob(
+        job_type,
+        stored,
+        job_id=job_id if job_id is not None else f"test-{uuid.uuid4()}",
+        attempt=attempt,
+        deadline=deadlines[0] if deadlines else None,
+        grace=grace_seconds,
+    )
+
+
+class RunningJob:
+    """An attempt whose ``execute`` runs in a thread of its own (see :func:`start_job`).
+
+    :ivar job_id: the token's ``job_id``.
+    :ivar attempt: the token's ``attempt``.
+    :ivar token: the token ``execute`` received; :meth:`cancel` fires it.
+    """
+
+    def __init__(
+        self,
+        job_type: JobType,
+        payload: dict[str, Any],
+        *,
+        job_id: str,
+        attempt: int,
+        deadline: tuple[float, str] | None,
+        grace: float,
+    ) -> None:
+        self.job_type = job_type
+        self.job_id = job_id
+        self.attempt = attempt
+        self.progress: list[Progress] = []
+        self.token = CancellationToken(
+            job_id,
+            attempt,
+            on_progress=lambda fraction, message: self.progress.append(
+                Progress(fraction=fraction, message=message)
+            ),
+        )
+        self._grace = grace
+        self._fired_at: float | None = None
+        self._run: JobRun | None = None
+        self._execution = _Execution(job_type, payload, self.token)
+        self._started = time.monotonic()
+        self._deadline = None
+        if deadline is not None:
+            seconds, reason = deadline
+            if seconds == 0:
+                self.cancel(reason)  # before execute starts: the job was cancelled waiting
+            else:
+                self._deadline = (self._started + seconds, reason)
+        self._execution.thread.start()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Fire the token now, as a cancel request (or with ``"timeout"``, the job's
+        timeout) would; the grace counts from here."""
+        if self.token.cancel(reason):
+            self._fired_at = time.monotonic()
+
+    @property
+    def finished(self) -> bool:
+        """True once :meth:`result` has returned the run."""
+        return self._run is not None
+
+    def result(self) -> JobRun:
+        """Wait until ``execute`` ended, or ignored its fired token past the grace, and
+        return the run. Calling it again returns the same run."""
+        if self._run is None:
+            self._run = self._finish()
+        return self._run
+
+    def _finish(self) -> JobRun:
+        execution = self._execution
+        ignored = False
+        while not execution.done.is_set():
+            now = time.monotonic()
+            if self._fired_at is None and self.token.cancelled:
+                self._fired_at = now  # fired through the token itself
+            if self._fired_at is not None:
+                left = self._fired_at + self._grace - now
+                if left <= 0:
+                    ignored = True
+                    break
+            elif self._deadline is not None:
+                left = self._deadline[0] - now
+                if left <= 0:
+                    self.cancel(self._deadline[1])
+                    continue
+            else:
+                left = math.inf
+            execution.done.wait(min(left, POLL_SECONDS))
+        duration = time.monotonic() - self._started
+        if execution.escaped is not None:
+            raise execution.escaped
+        finished = execution.outcome
+        job_type = self.job_type
+        outcome = (
+            escalated(job_type, self.token, self._grace)
+            if ignored or finished is None
+            else finished
+        )
+        settled = settle(
+            outcome, job_type, attempt=self.attempt, max_attempts=job_type.max_attempts
+        )
+        return JobRun(
+            job_type,
+            execution.payload,
+            self.job_id,
+            self.attempt,
+            settled.outcome,
+            list(self.progress),
+            ignored,
+            duration,
+            execution.exception(),
+            settled.retry_in,
+        )
 
 
 class JobRunner:
     """What the :func:`job_runner` fixture returns: runs job types and keeps the runs."""
 
     def __init__(self) -> None:
-        self.runs: list[JobRun] = []
-        """Every run made through :meth:`run`, in order."""
+        self._started: list[RunningJob] = []
 
     def run(
         self,
@@ -327,18 +443,49 @@ class JobRunner:
         cancel_after: float | None = None,
         timeout: float | None = None,
         grace: float = 1.0,
+        job_id: str | None = None,
     ) -> JobRun:
         """Run one attempt; the same arguments and result as :func:`run_job`."""
-        run = run_job(
+        return self.start(
             job_type,
             payload,
             attempt=attempt,
             cancel_after=cancel_after,
             timeout=timeout,
             grace=grace,
+            job_id=job_id,
+        ).result()
+
+    def start(
+        self,
+        job_type: JobType,
+        payload: Mapping[str, Any] | BaseModel,
+        *,
+        attempt: int = 1,
+        cancel_after: float | None = None,
+        timeout: float | None = None,
+        grace: float = 1.0,
+        job_id: str | None = None,
+    ) -> RunningJob:
+        """Start one attempt; the same arguments and result as :func:`start_job`. Its run
+        joins :attr:`runs` once :meth:`RunningJob.result` has it."""
+        running = start_job(
+            job_type,
+            payload,
+            attempt=attempt,
+            cancel_after=cancel_after,
+            timeout=timeout,
+            grace=grace,
+            job_id=job_id,
         )
-        self.runs.append(run)
-        return run
+        self._started.append(running)
+        return running
+
+    @property
+    def runs(self) -> list[JobRun]:
+        """Every run made through :meth:`run`, or started through :meth:`start` and
+        waited for, in the order they were started."""
+        return [r.result() for r in self._started if r.finished]
 
 
 @pytest.fixture
@@ -396,16 +543,21 @@ def check_distribution(distribution_name: str) -> list[JobType]:
 
 
 class _Execution:
-    """``classify`` running in a thread of its own, and what it left behind."""
+    """:func:`~orchestrator_core.attempt.perform` running in a thread of its own, and what
+    it left behind."""
 
-    def __init__(self, job_type: JobType, payload: BaseModel, token: CancellationToken) -> None:
+    def __init__(
+        self, job_type: JobType, payload: dict[str, Any], token: CancellationToken
+    ) -> None:
         self.done = threading.Event()
         self.outcome: Outcome | None = None
+        self.payload: BaseModel | None = None
+        """The payload model instance ``execute`` received (None until it does)."""
         self.raised: BaseException | None = None
         self.traceback: TracebackType | None = None
         self.escaped: BaseException | None = None
         self._job_type = replace(job_type, execute=self._recording(job_type))
-        self._payload = payload
+        self._stored = payload
         self._token = token
         self.thread = threading.Thread(
             target=self._run, name=f"execute {job_type.name}", daemon=True
@@ -413,7 +565,7 @@ class _Execution:
 
     def _run(self) -> None:
         try:
-            self.outcome = check_result(classify(self._job_type, self._payload, self._token))
+            self.outcome = perform(self._job_type, self._stored, self._token)
         except BaseException as exc:  # KeyboardInterrupt and the like: the caller re-raises
             self.escaped = exc
         finally:
@@ -425,6 +577,7 @@ class _Execution:
         if job_type.is_async:
 
             async def execute_async(payload: Any, token: CancellationToken) -> Any:
+                self.payload = payload
                 try:
                     return await execute(payload, token)
                 except BaseException as exc:
@@ -434,6 +587,7 @@ class _Execution:
             return execute_async
 
         def execute_sync(payload: Any, token: CancellationToken) -> Any:
+            self.payload = payload
             try:
                 return execute(payload, token)
             except BaseException as exc:

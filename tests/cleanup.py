@@ -9,8 +9,8 @@ from amqp.exceptions import ChannelError
 from kombu import Connection
 
 from orchestrator_core import Plugins
-from orchestrator_core.broker import queue_name
-from orchestrator_core.keys import Keys
+from orchestrator_core.dispatch.broker import queue_name
+from orchestrator_core.store.keys import Keys
 
 
 def delete_keys(client: redis.Redis, prefix: str) -> None:

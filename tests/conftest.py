@@ -12,9 +12,9 @@ import pytest
 import redis
 from cleanup import delete_keys
 
-from orchestrator_core.connection import connect_redis
 from orchestrator_core.settings import Settings, load_settings
 from orchestrator_core.store import JobStore
+from orchestrator_core.store.connection import connect_redis
 
 
 def unique_prefix() -> str:

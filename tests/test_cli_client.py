@@ -30,7 +30,7 @@ from cleanup import delete_broker_objects, delete_keys
 from kombu import Connection
 from processes import stop_group
 
-from orchestrator_core.client import ApiError, Client, WaitTimeoutError
+from orchestrator_client import ApiError, Client, WaitTimeoutError
 from orchestrator_core.settings import Settings, load_settings
 
 ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"

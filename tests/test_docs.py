@@ -82,8 +82,8 @@ def test_the_guide_quotes_tested_files() -> None:
     assert {
         "plugins/demo/orchestrator_demo/plugin.py",
         "plugins/demo/pyproject.toml",
-        "orchestrator_core/scaffold_templates/package/plugin.py.tmpl",
-        "orchestrator_core/scaffold_templates/tests/test_plugin.py.tmpl",
+        "cli/templates/package/plugin.py.tmpl",
+        "cli/templates/tests/test_plugin.py.tmpl",
     } <= sources
 
 

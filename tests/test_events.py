@@ -7,16 +7,16 @@ import redis
 from journeys import completed_after_a_retry
 
 from orchestrator_core import State
-from orchestrator_core.events import EventLog, history_events, stream_id
 from orchestrator_core.exceptions import (
     IllegalTransitionError,
     InvalidQueryError,
     StaleLeaseError,
     StoreUnavailableError,
 )
-from orchestrator_core.keys import Keys
 from orchestrator_core.settings import Settings
 from orchestrator_core.store import JobStore
+from orchestrator_core.store.keys import Keys
+from orchestrator_core.telemetry.events import EventLog, history_events, stream_id
 
 
 def test_every_transition_is_one_event_in_order(store: JobStore) -> None:

@@ -6,11 +6,16 @@ import multiprocessing
 import time
 
 from orchestrator_core import State
-from orchestrator_core.connection import connect_redis
-from orchestrator_core.metrics import ATTEMPT_BUCKETS, SECONDS_BUCKETS, Histogram, JobMetrics
 from orchestrator_core.models import ErrorInfo
 from orchestrator_core.settings import load_settings
 from orchestrator_core.store import JobStore
+from orchestrator_core.store.connection import connect_redis
+from orchestrator_core.telemetry.metrics import (
+    ATTEMPT_BUCKETS,
+    SECONDS_BUCKETS,
+    Histogram,
+    JobMetrics,
+)
 
 ERROR = ErrorInfo(type="Boom", message="it broke", retryable=False)
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from orchestrator_core import CancellationToken, JobCancelled, JobType, PermanentError, State
-from orchestrator_core.outcomes import Outcome, check_result, classify
+from orchestrator_core.attempt import Outcome, check_result, classify
 
 
 class Empty(BaseModel):

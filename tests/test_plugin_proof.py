@@ -26,10 +26,10 @@ import pytest
 import redis
 from cleanup import delete_broker_objects, delete_keys
 
+from cli.scaffold import PluginNames
 from orchestrator_core import load_plugins, load_settings
-from orchestrator_core.broker import queue_name
-from orchestrator_core.keys import Keys
-from orchestrator_core.scaffold import PluginNames
+from orchestrator_core.dispatch.broker import queue_name
+from orchestrator_core.store.keys import Keys
 
 BIN = Path(sys.executable).parent
 ORCHESTRATOR = BIN / "orchestrator"

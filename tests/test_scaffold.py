@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_core.cli import main
-from orchestrator_core.scaffold import PluginNames, create_plugin, render
+from cli.main import main
+from cli.scaffold import PluginNames, create_plugin, render
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -136,7 +136,7 @@ def test_the_wheel_ships_the_templates_and_the_pytest_plugin(tmp_path: Path) -> 
         names = set(archive.namelist())
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         declared = archive.read(entry_points).decode()
-    templates = ROOT / "orchestrator_core" / "scaffold_templates"
+    templates = ROOT / "cli" / "templates"
     expected = {
         path.relative_to(ROOT).as_posix() for path in templates.rglob("*.tmpl") if path.is_file()
     }

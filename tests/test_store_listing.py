@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from orchestrator_core import InvalidQueryError, State
-from orchestrator_core.connection import connect_redis
 from orchestrator_core.settings import Settings, load_settings
 from orchestrator_core.store import JobStore
+from orchestrator_core.store.connection import connect_redis
 
 
 def page_through(store: JobStore, **filters: Any) -> list[str]:

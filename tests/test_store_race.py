@@ -23,10 +23,10 @@ from orchestrator_core import (
     StaleLeaseError,
     State,
 )
-from orchestrator_core.connection import connect_redis
 from orchestrator_core.settings import Settings, load_settings
 from orchestrator_core.states import TRANSITIONS
 from orchestrator_core.store import CancelOutcome, JobStore
+from orchestrator_core.store.connection import connect_redis
 
 THREADS = 20
 PROCESSES = 4

@@ -10,7 +10,7 @@ from celery import Celery
 from celery.exceptions import Reject
 
 from orchestrator_core import Plugins, Settings
-from orchestrator_core.broker import TASK_NAME, make_celery
+from orchestrator_core.dispatch.broker import TASK_NAME, make_celery
 from orchestrator_core.exceptions import StoreUnavailableError
 from worker.runtime import runtime
 

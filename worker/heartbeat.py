@@ -19,10 +19,10 @@ import threading
 
 import redis
 
-from orchestrator_core.connection import redis_errors
 from orchestrator_core.exceptions import StoreUnavailableError
-from orchestrator_core.keys import Keys
-from orchestrator_core.metrics import STALE_HEARTBEATS, WorkerBeat
+from orchestrator_core.store.connection import redis_errors
+from orchestrator_core.store.keys import Keys
+from orchestrator_core.telemetry.heartbeats import STALE_HEARTBEATS, WorkerBeat
 
 logger = logging.getLogger(__name__)
 

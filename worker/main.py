@@ -9,12 +9,13 @@ import threading
 from collections.abc import Sequence
 
 from orchestrator_core import Settings, UnknownJobTypeError, load_plugins
-from orchestrator_core.broker import Publisher, dead_letter_queue, job_queue, queue_name
-from orchestrator_core.connection import connect_redis
-from orchestrator_core.keys import Keys
-from orchestrator_core.metrics import HEARTBEAT_SECONDS, WorkerBeat
+from orchestrator_core.dispatch.broker import dead_letter_queue, job_queue, queue_name
+from orchestrator_core.dispatch.publisher import Publisher
+from orchestrator_core.dispatch.sweeper import Sweeper
 from orchestrator_core.store import JobStore
-from orchestrator_core.sweeper import Sweeper
+from orchestrator_core.store.connection import connect_redis
+from orchestrator_core.store.keys import Keys
+from orchestrator_core.telemetry.heartbeats import HEARTBEAT_SECONDS, WorkerBeat
 from worker.app import create_app
 from worker.heartbeat import Heartbeat
 

@@ -11,20 +11,17 @@ import os
 import time
 import uuid
 
-from pydantic import ValidationError
-
 from orchestrator_core import JobType, Plugins, State
+from orchestrator_core.attempt import Outcome, escalated, failed, perform, settle
 from orchestrator_core.exceptions import (
     CorruptJobError,
     JobNotFoundError,
-    SerializationError,
     StaleLeaseError,
     StoreUnavailableError,
     UnknownJobTypeError,
 )
-from orchestrator_core.outcomes import Outcome, as_stored, classify, escalated, failed
 from orchestrator_core.store import JobStore
-from worker.supervisor import Attempt, Supervisor
+from worker.supervisor import RunningAttempt, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +67,7 @@ class Runner:
             logger.info("dropping message for job %s attempt %d: %s", job_id, attempt, start.reason)
             return
         job = start.job
-        current = Attempt(job=job, owner=owner)
+        current = RunningAttempt(job=job, owner=owner)
         try:
             job_type = self.plugins.get(job.type).job_type
         except UnknownJobTypeError as exc:
@@ -78,23 +75,16 @@ class Runner:
                 current, None, failed("UnknownJobType", f"{exc} (on {self.worker_name})")
             )
             return
-        try:
-            payload = job_type.validate_payload(job.payload)
-        except ValidationError as exc:
-            self._store_outcome(current, job_type, failed("PayloadInvalid", str(exc)))
-            return
         current.timeout = job_type.timeout
-        self.supervisor.begin(current)
-        try:
-            outcome = classify(job_type, payload, current.token)
-        finally:
-            self.supervisor.end(current)
+        outcome = perform(
+            job_type, job.payload, current.token, watch=self.supervisor.watching(current)
+        )
         if not current.finish():
             _wait_for_exit()  # the supervisor is storing the escalated outcome and ending us
         self.supervisor.flush_progress(current)
         self._store_outcome(current, job_type, outcome)
 
-    def _escalate(self, attempt: Attempt) -> None:
+    def _escalate(self, attempt: RunningAttempt) -> None:
         """``execute`` ignored its fired token past the grace: store the outcome, stop it."""
         if not attempt.finish():
             return
@@ -107,57 +97,43 @@ class Runner:
         logging.shutdown()
         os._exit(ESCALATED_EXIT)
 
-    def _store_outcome(self, attempt: Attempt, job_type: JobType | None, outcome: Outcome) -> None:
+    def _store_outcome(
+        self, attempt: RunningAttempt, job_type: JobType | None, outcome: Outcome
+    ) -> None:
         job = attempt.job
-        retry_in = None
-        max_attempts = job.max_attempts if job_type is not None else job.attempts
-        outcome = as_stored(outcome, attempt=job.attempts, max_attempts=max_attempts)
-        if outcome.state is State.RETRYING and job_type is not None:
-            retry_in = job_type.retry_delay(job.attempts)
+        settled = settle(outcome, job_type, attempt=job.attempts, max_attempts=job.max_attempts)
+        stored = settled.outcome
         deadline = time.monotonic() + self.lease_seconds
         while True:
             try:
-                self._transition(attempt, outcome, retry_in)
-                return
+                self.store.transition(
+                    job.id,
+                    stored.state,
+                    fence=attempt.owner,
+                    reason=stored.reason,
+                    result=stored.result,
+                    error=stored.error,
+                    retry_in=settled.retry_in,
+                )
             except StaleLeaseError:
                 logger.warning(
                     "job %s attempt %d lost its lease; its outcome (%s) is discarded",
                     job.id,
                     job.attempts,
-                    outcome.state,
+                    stored.state,
                 )
                 return
             except StoreUnavailableError:
                 if time.monotonic() > deadline:
                     # The lease runs out and the sweep hands the job to another attempt.
-                    logger.exception("job %s: outcome %s not stored", job.id, outcome.state)
+                    logger.exception("job %s: outcome %s not stored", job.id, stored.state)
                     return
                 logger.warning("job %s: Redis unavailable, retrying the outcome", job.id)
                 time.sleep(0.5)
-
-    def _transition(self, attempt: Attempt, outcome: Outcome, retry_in: float | None) -> None:
-        job = attempt.job
-        try:
-            self.store.transition(
-                job.id,
-                outcome.state,
-                fence=attempt.owner,
-                reason=outcome.reason,
-                result=outcome.result,
-                error=outcome.error,
-                retry_in=retry_in,
-            )
-        except SerializationError as exc:
-            unstorable = failed("ResultNotSerializable", str(exc))
-            self.store.transition(
-                job.id,
-                State.FAILED,
-                fence=attempt.owner,
-                reason=unstorable.reason,
-                error=unstorable.error,
-            )
-        level = logging.DEBUG if outcome.state is State.COMPLETED else logging.WARNING
-        logger.log(level, "job %s attempt %d: %s", job.id, job.attempts, outcome.state)
+                continue
+            level = logging.DEBUG if stored.state is State.COMPLETED else logging.WARNING
+            logger.log(level, "job %s attempt %d: %s", job.id, job.attempts, stored.state)
+            return
 
 
 def _wait_for_exit() -> None:

@@ -36,7 +36,7 @@ def runtime(settings: Settings, plugins: Plugins) -> Runtime:
 
 
 def _build(settings: Settings, plugins: Plugins) -> Runtime:
-    store = JobStore.from_settings(settings, observer=plugins.notify_transitioned)
+    store = JobStore.from_settings(settings, plugins=plugins)
     runner = Runner(
         store,
         plugins,

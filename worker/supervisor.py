@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from orchestrator_core import CancellationToken, Job, Progress
@@ -34,7 +35,7 @@ started in Redis a moment before this process begins watching it."""
 
 
 @dataclass(eq=False)
-class Attempt:
+class RunningAttempt:
     """One running attempt: the job as it started, the lease it holds, and its token."""
 
     job: Job
@@ -82,19 +83,19 @@ class Supervisor:
         *,
         lease_seconds: float,
         grace_seconds: float,
-        on_escalate: Callable[[Attempt], None],
+        on_escalate: Callable[[RunningAttempt], None],
     ) -> None:
         self._store = store
         self._renew_every = lease_seconds / 3
         self._grace = grace_seconds
         self._on_escalate = on_escalate
         self._cond = threading.Condition()
-        self._current: Attempt | None = None
+        self._current: RunningAttempt | None = None
         self._early: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="attempt-supervisor", daemon=True)
         self._thread.start()
 
-    def begin(self, attempt: Attempt) -> None:
+    def begin(self, attempt: RunningAttempt) -> None:
         with self._cond:
             self._current = attempt
             self._cond.notify()
@@ -104,7 +105,16 @@ class Supervisor:
         if early or attempt.job.cancel_requested:
             self.fire(attempt, "cancelled")
 
-    def end(self, attempt: Attempt) -> None:
+    @contextmanager
+    def watching(self, attempt: RunningAttempt) -> Iterator[None]:
+        """Keep watch over ``attempt`` while ``execute`` runs in the ``with`` block."""
+        self.begin(attempt)
+        try:
+            yield
+        finally:
+            self.end(attempt)
+
+    def end(self, attempt: RunningAttempt) -> None:
         with self._cond:
             if self._current is attempt:
                 self._current = None
@@ -122,7 +132,7 @@ class Supervisor:
                 return
         self.fire(attempt, "cancelled")
 
-    def fire(self, attempt: Attempt, reason: str) -> None:
+    def fire(self, attempt: RunningAttempt, reason: str) -> None:
         if attempt.token.cancel(reason):
             logger.info(
                 "job %s attempt %d: token fired (%s)", attempt.job.id, attempt.job.attempts, reason
@@ -131,7 +141,7 @@ class Supervisor:
                 attempt.fired_at = time.monotonic()
                 self._cond.notify()
 
-    def flush_progress(self, attempt: Attempt) -> None:
+    def flush_progress(self, attempt: RunningAttempt) -> None:
         progress = attempt.take_progress()
         if progress is None:
             return
@@ -144,7 +154,7 @@ class Supervisor:
 
     def _run(self) -> None:
         renew_at = flush_at = 0.0
-        watched: Attempt | None = None
+        watched: RunningAttempt | None = None
         while True:
             with self._cond:
                 while self._current is None:
@@ -180,7 +190,7 @@ class Supervisor:
                 logger.exception("supervising job %s failed", attempt.job.id)
                 renew_at = flush_at = time.monotonic() + 1.0
 
-    def _renew(self, attempt: Attempt) -> float:
+    def _renew(self, attempt: RunningAttempt) -> float:
         """Renew the lease; returns the seconds until the next renewal."""
         try:
             status = self._store.renew_lease(attempt.job.id, attempt.owner)
@@ -197,7 +207,7 @@ class Supervisor:
             self.fire(attempt, "cancelled")
         return self._renew_every
 
-    def _lost(self, attempt: Attempt) -> None:
+    def _lost(self, attempt: RunningAttempt) -> None:
         if not attempt.lost:
             attempt.lost = True
             logger.warning(
@@ -207,7 +217,7 @@ class Supervisor:
             )
         self.fire(attempt, "cancelled")
 
-    def _escalate(self, attempt: Attempt) -> None:
+    def _escalate(self, attempt: RunningAttempt) -> None:
         with self._cond:
             if self._current is attempt:
                 self._current = None

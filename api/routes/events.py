@@ -34,7 +34,9 @@ from starlette.types import Receive, Scope, Send
 from api.deps import Authorized, State
 from api.fanout import IDLE, FanOut, Subscription
 from orchestrator_core import Job
-from orchestrator_core.events import (
+from orchestrator_core.exceptions import StoreUnavailableError
+from orchestrator_core.store import canonical_id
+from orchestrator_core.telemetry.events import (
     Event,
     EventFilter,
     RunningStatus,
@@ -43,8 +45,6 @@ from orchestrator_core.events import (
     stream_id,
     stream_order,
 )
-from orchestrator_core.exceptions import StoreUnavailableError
-from orchestrator_core.store import canonical_id
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException
 
 from api.deps import Authorized, State
 from api.schemas import JobTypePublic, PluginPublic
-from orchestrator_core.broker import queue_name
+from orchestrator_core.dispatch.broker import queue_name
 from orchestrator_core.plugins import RegisteredJobType
 
 router = APIRouter(tags=["job types"], dependencies=[Authorized])

@@ -14,8 +14,8 @@ from pydantic_core import ErrorDetails
 from api.deps import Authorized, State
 from api.schemas import JobCreate, JobPage, JobPublic
 from orchestrator_core import Job
+from orchestrator_core.dispatch.submission import submit
 from orchestrator_core.store import MAX_PAGE, CancelOutcome
-from orchestrator_core.submission import submit
 
 router = APIRouter(tags=["jobs"], dependencies=[Authorized])
 

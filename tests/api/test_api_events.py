@@ -30,11 +30,11 @@ from processes import stop_group
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.main import create_app
+from orchestrator_client import parse_event_stream
 from orchestrator_core import Settings, State, load_plugins, load_settings
-from orchestrator_core.client import parse_event_stream
-from orchestrator_core.connection import connect_redis
-from orchestrator_core.events import EventLog
 from orchestrator_core.store import JobStore
+from orchestrator_core.store.connection import connect_redis
+from orchestrator_core.telemetry.events import EventLog
 
 ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 EVENT_KEYS = {"id", "job_id", "type", "state", "from", "at", "attempt", "seq", "reason"}

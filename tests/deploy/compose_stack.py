@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import httpx
 
-from orchestrator_core.keys import Keys
+from orchestrator_core.store.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yml"

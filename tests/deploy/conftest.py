@@ -38,7 +38,7 @@ from compose_stack import (
 )
 from dockerd import PrivateDockerd
 
-from orchestrator_core.keys import Keys
+from orchestrator_core.store.keys import Keys
 
 IMAGES = Path(__file__).resolve().parent / "images"
 BASE_IMAGE = "localhost/orchestrator-stack-debian:bookworm"

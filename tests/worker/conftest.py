@@ -13,7 +13,7 @@ from harness import ALLOWED, FIXTURES, Jobs, Workers
 from kombu import Connection
 
 from orchestrator_core import load_plugins
-from orchestrator_core.broker import Publisher
+from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.settings import Settings, load_settings
 from orchestrator_core.store import JobStore
 

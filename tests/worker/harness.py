@@ -16,10 +16,10 @@ from typing import Any
 from processes import stop_group
 
 from orchestrator_core import Job, Plugins, State
-from orchestrator_core.broker import Publisher
+from orchestrator_core.dispatch.publisher import Publisher
+from orchestrator_core.dispatch.submission import submit
 from orchestrator_core.settings import Settings
 from orchestrator_core.store import JobStore
-from orchestrator_core.submission import submit
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "worker"
 ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"

@@ -6,17 +6,17 @@ import time
 
 from orchestrator_core import State
 from orchestrator_core.store import JobStore
-from worker.supervisor import Attempt, Supervisor
+from worker.supervisor import RunningAttempt, Supervisor
 
 
-def running_attempt(store: JobStore, owner: str = "w:1") -> Attempt:
+def running_attempt(store: JobStore, owner: str = "w:1") -> RunningAttempt:
     job = store.create("t.demo", {}, max_attempts=1)
     start = store.start(job.id, 1, owner)
     assert start.started
-    return Attempt(job=start.job, owner=owner)
+    return RunningAttempt(job=start.job, owner=owner)
 
 
-def never_escalate(attempt: Attempt) -> None:
+def never_escalate(attempt: RunningAttempt) -> None:
     raise AssertionError(f"unexpected escalation of {attempt.job.id}")
 
 
@@ -52,7 +52,7 @@ def test_a_deleted_job_counts_as_a_lost_lease(store: JobStore) -> None:
 
 
 def test_the_timeout_fires_the_token_and_escalates_after_the_grace(store: JobStore) -> None:
-    escalated: list[tuple[Attempt, float]] = []
+    escalated: list[tuple[RunningAttempt, float]] = []
     supervisor = Supervisor(
         store,
         lease_seconds=30,

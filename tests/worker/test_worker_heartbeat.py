@@ -14,15 +14,15 @@ import pytest
 import redis
 from harness import Workers
 
-from orchestrator_core.connection import connect_redis
-from orchestrator_core.keys import Keys
-from orchestrator_core.metrics import (
+from orchestrator_core.settings import Settings, load_settings
+from orchestrator_core.store.connection import connect_redis
+from orchestrator_core.store.keys import Keys
+from orchestrator_core.telemetry.heartbeats import (
     HEARTBEAT_SECONDS,
     STALE_HEARTBEATS,
     WorkerBeat,
     live_workers,
 )
-from orchestrator_core.settings import Settings, load_settings
 from worker.heartbeat import Heartbeat
 
 

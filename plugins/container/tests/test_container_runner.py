@@ -18,7 +18,7 @@ from orchestrator_container.plugin import register_job_types
 from orchestrator_container.runner import LABEL_JOB
 
 from orchestrator_core import CancellationToken, State
-from orchestrator_core.outcomes import Outcome, check_result, classify
+from orchestrator_core.attempt import Outcome, check_result, classify
 
 # Reads the limit from inside the container, on cgroup v2 or v1.
 READ_MEMORY_LIMIT = (

@@ -20,7 +20,7 @@ from orchestrator_http.request import http_request
 from pydantic import ValidationError
 
 from orchestrator_core import CancellationToken, JobType, State, load_plugins
-from orchestrator_core.outcomes import Outcome, check_result, classify
+from orchestrator_core.attempt import Outcome, check_result, classify
 
 BIG = b'"' + b"a" * (1_048_576 - 2) + b'"'
 JSON_DOC = {"hello": "wörld", "n": [1, 2, 3], "none": None}

@@ -20,7 +20,7 @@ from orchestrator_shell.plugin import register_job_types
 from pydantic import ValidationError
 
 from orchestrator_core import CancellationToken, JobType, State, load_plugins
-from orchestrator_core.outcomes import Outcome, check_result, classify
+from orchestrator_core.attempt import Outcome, check_result, classify
 
 PY = sys.executable
 

@@ -1,6 +1,6 @@
 """``orchestrator plugins new``: a new plugin distribution, ready to install and to test.
 
-The files come from the templates in ``orchestrator_core/scaffold_templates/``: each
+The files come from the templates in ``cli/templates/``: each
 ``*.tmpl`` file is rendered with :class:`string.Template` (``${name}`` and friends,
 see :class:`PluginNames`), the ``package`` folder takes the Python package's name,
 and ``gitignore`` becomes ``.gitignore``.
@@ -21,8 +21,8 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 MAX_NAME_LENGTH = 50
 """Longer names would make the generated code's lines run past the linter's limit."""
 
-TEMPLATES = "scaffold_templates"
-"""The folder of templates inside the ``orchestrator_core`` package."""
+TEMPLATES = "templates"
+"""The folder of templates inside the ``cli`` package."""
 
 _SUFFIX = ".tmpl"
 
@@ -70,7 +70,7 @@ def render(names: PluginNames) -> dict[PurePosixPath, str]:
     """The files of the new distribution: path relative to its folder -> text."""
     variables = asdict(names)
     files: dict[PurePosixPath, str] = {}
-    for relative, template in _templates(resources.files("orchestrator_core") / TEMPLATES):
+    for relative, template in _templates(resources.files("cli") / TEMPLATES):
         parts = [_output_name(part, names) for part in relative.parts]
         text = Template(template.read_text(encoding="utf-8")).substitute(variables)
         files[PurePosixPath(*parts)] = text

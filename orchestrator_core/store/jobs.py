@@ -1,7 +1,7 @@
 """The Redis job store: the one writer of job state.
 
-Every write is one call of the server-side script ``jobs.lua`` (EVALSHA, reloaded by
-the client on NOSCRIPT), which holds the transition table generated from
+Every write is one call of the store script (``script.py``; EVALSHA, reloaded by the
+client on NOSCRIPT), which holds the transition table of
 :data:`~orchestrator_core.states.TRANSITIONS`, checks the fencing lease before any
 write, appends history and keeps the listing indexes right. The callers' beliefs
 about a job's state never matter: Redis refuses an illegal move.
@@ -10,37 +10,34 @@ about a job's state never matter: Redis refuses an illegal move.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from orchestrator_core.connection import connect_redis, redis_errors
-from orchestrator_core.exceptions import (
-    AttemptsExhaustedError,
-    CorruptJobError,
-    IdempotencyConflictError,
-    IllegalTransitionError,
-    InvalidQueryError,
-    JobExistsError,
-    JobNotFoundError,
-    LeaseActiveError,
-    OrchestratorError,
-    StaleLeaseError,
-)
+from orchestrator_core.exceptions import CorruptJobError, InvalidQueryError, JobNotFoundError
 from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
-from orchestrator_core.keys import Keys
-from orchestrator_core.metrics import lua_buckets
 from orchestrator_core.models import ErrorInfo, Job, Progress
-from orchestrator_core.records import decode_job, to_json
 from orchestrator_core.settings import Settings
-from orchestrator_core.states import TRANSITIONS, State
+from orchestrator_core.states import State
+from orchestrator_core.store.connection import connect_redis, redis_errors
+from orchestrator_core.store.keys import Keys
+from orchestrator_core.store.records import decode_job, to_json
+from orchestrator_core.store.replies import (
+    CancelOutcome,
+    CancelResult,
+    Claim,
+    Created,
+    LeaseStatus,
+    Page,
+    StartResult,
+)
+from orchestrator_core.store.script import StoreScript
+
+if TYPE_CHECKING:
+    from orchestrator_core.plugins import Plugins
 
 logger = logging.getLogger(__name__)
 
@@ -48,80 +45,6 @@ Observer = Callable[[Job, State, State], None]
 """Called with ``(job, old_state, new_state)`` after each persisted transition."""
 
 MAX_PAGE = 500
-
-
-def _script_source() -> str:
-    table = ", ".join(
-        f"{state.value} = {{{', '.join(f'{t.value} = true' for t in sorted(targets))}}}"
-        for state, targets in TRANSITIONS.items()
-    )
-    template = resources.files("orchestrator_core").joinpath("jobs.lua").read_text(encoding="utf-8")
-    return template.replace("--[[TRANSITIONS]]", f"{{{table}}}").replace(
-        "--[[BUCKETS]]", lua_buckets()
-    )
-
-
-class CancelOutcome(StrEnum):
-    """What a cancel request did."""
-
-    CANCELLED = "cancelled"
-    """The job was CREATED or RETRYING and is now CANCELLED."""
-    REQUESTED = "requested"
-    """The job is RUNNING: its flag is set and the worker was told."""
-    ALREADY_CANCELLED = "already_cancelled"
-    FINISHED = "finished"
-    """The job is COMPLETED or FAILED; nothing changed."""
-
-
-@dataclass(frozen=True, slots=True)
-class CancelResult:
-    outcome: CancelOutcome
-    job: Job
-
-
-@dataclass(frozen=True, slots=True)
-class StartResult:
-    """What a worker's message for one attempt led to."""
-
-    started: bool
-    """True when this worker now holds the job as a new RUNNING attempt."""
-    reason: str
-    """Why the message was dropped (``finished``, ``duplicate``, ``stale message``,
-    ``attempts exhausted``); empty when started."""
-    job: Job
-
-
-@dataclass(frozen=True, slots=True)
-class Created:
-    """A job from :meth:`JobStore.create_once`, and whether this call made it."""
-
-    job: Job
-    created: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A job the sweep must publish: its queue and the attempt the message is for."""
-
-    job_id: str
-    queue: str
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseStatus:
-    """The renewed lease of a running attempt."""
-
-    expires_ms: int
-    cancel_requested: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a listing, newest first; ``next_cursor`` is None on the last page."""
-
-    items: tuple[Job, ...]
-    next_cursor: str | None
 
 
 def canonical_id(job_id: str) -> str:
@@ -161,10 +84,12 @@ class JobStore:
         self.idempotency_ms = _millis(idempotency_seconds)
         self.events_max_length = events_max_length
         self._observer = observer
-        self._script = client.register_script(_script_source())
+        self._call = StoreScript(client, self.keys, events_max_length=events_max_length)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, observer: Observer | None = None) -> JobStore:
+    def from_settings(cls, settings: Settings, *, plugins: Plugins | None = None) -> JobStore:
+        """The store of ``settings``; with ``plugins``, their ``job_transitioned`` hook is
+        told of every transition it persists, as in every process that moves jobs."""
         return cls(
             connect_redis(settings),
             prefix=settings.prefix,
@@ -172,7 +97,7 @@ class JobStore:
             outbox_seconds=settings.outbox_seconds,
             idempotency_seconds=settings.idempotency_seconds,
             events_max_length=settings.events_max_length,
-            observer=observer,
+            observer=plugins.notify_transitioned if plugins is not None else None,
         )
 
     # --- reading ------------------------------------------------------------------
@@ -447,51 +372,6 @@ class JobStore:
 
     # --- plumbing -----------------------------------------------------------------
 
-    def _call(
-        self,
-        op: str,
-        job_id: str,
-        action: str,
-        args: Mapping[str, Any] | None = None,
-        blob: str = "",
-        *,
-        target: State | None = None,
-        client: redis.client.Pipeline | None = None,
-    ) -> Any:
-        keys = self.keys
-        small = {k: v for k, v in (args or {}).items() if v is not None}
-        with redis_errors(action):
-            reply = self._script(
-                keys=[
-                    keys.job(job_id),
-                    keys.history(job_id),
-                    keys.sequence,
-                    keys.index_all,
-                    keys.leases,
-                    keys.dispatch,
-                    keys.events,
-                    keys.metrics,
-                ],
-                args=[
-                    op,
-                    job_id,
-                    keys.index_state_base,
-                    keys.index_type_base,
-                    keys.cancel_channel,
-                    json.dumps(small, separators=(",", ":")),
-                    blob,
-                    self.events_max_length,
-                ],
-                client=client,
-            )
-        if client is not None:
-            return None
-        if reply[0] == "err":
-            raise _refusal(
-                job_id, reply[1:], target, presented=small.get("fence", small.get("owner"))
-            )
-        return reply
-
     @staticmethod
     def _job(job_id: str, reply: list[Any]) -> Job:
         return decode_job(job_id, reply[1], reply[2])
@@ -529,29 +409,3 @@ WORKER_LOST = ErrorInfo(
     message="the worker running this attempt stopped renewing its lease (it died or hung)",
     retryable=True,
 )
-
-
-def _refusal(
-    job_id: str, detail: list[Any], target: State | None, *, presented: str | None
-) -> OrchestratorError:
-    code = detail[0]
-    requested = target.value if target else "?"
-    if code == "not_found":
-        return JobNotFoundError(job_id)
-    if code == "exists":
-        return JobExistsError(job_id)
-    if code == "idempotency_conflict":
-        return IdempotencyConflictError(job_id=detail[1])
-    if code == "illegal":
-        return IllegalTransitionError(
-            job_id, current=detail[1], requested=requested, detail=detail[2]
-        )
-    if code == "stale":
-        return StaleLeaseError(job_id, owner=presented, holder=detail[1] or None)
-    if code == "lease_active":
-        return LeaseActiveError(job_id, holder=detail[1] or None, remaining_ms=int(detail[2]))
-    if code == "exhausted":
-        return AttemptsExhaustedError(job_id, attempts=detail[1], max_attempts=detail[2])
-    if code == "corrupt":
-        return CorruptJobError(f"stored job {job_id} is malformed: {detail[1]}", job_id=job_id)
-    return OrchestratorError(f"job store refused {job_id}: {detail!r}")

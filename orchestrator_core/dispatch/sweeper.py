@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from orchestrator_core.broker import Publisher
+from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.exceptions import BrokerUnavailableError, StoreUnavailableError
 from orchestrator_core.store import JobStore
 

@@ -19,12 +19,12 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
-from orchestrator_core.connection import redis_errors
 from orchestrator_core.exceptions import InvalidQueryError
 from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
-from orchestrator_core.keys import Keys
 from orchestrator_core.models import Job, Progress, from_micros
 from orchestrator_core.states import State
+from orchestrator_core.store.connection import redis_errors
+from orchestrator_core.store.keys import Keys
 
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 

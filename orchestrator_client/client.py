@@ -1,4 +1,5 @@
-"""A small typed client of the REST API (DESIGN section 5), as the command line uses it.
+"""A small typed client of the REST API (DESIGN section 5), as services and the command line
+use it.
 
 Documents come back as the plain JSON objects the API sent, so a caller that prints
 them shows exactly what the API said. Every failure, an error status or an API that
@@ -17,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from orchestrator_core.exceptions import ConfigurationError, OrchestratorError
+from orchestrator_core.exceptions import ApiError, ConfigurationError, WaitTimeoutError
 from orchestrator_core.settings import Settings
 from orchestrator_core.states import TERMINAL_STATES
 
@@ -27,37 +28,6 @@ READ_TIMEOUT = 30.0
 """Seconds to wait for each reply (and to send each request)."""
 
 Document = dict[str, Any]
-
-
-class ApiError(OrchestratorError):
-    """Raised when the API answers with an error status, or cannot be reached at all.
-
-    :ivar status: the HTTP status, or ``None`` when no answer came (refused, timed out).
-    :ivar detail: the ``detail`` of the error body (a string, or a list of validation
-        errors for a 422), the start of the body when it was not the API's JSON, or
-        ``None`` when no answer came.
-    """
-
-    def __init__(self, message: str, *, status: int | None, detail: object = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.detail = detail
-
-
-class WaitTimeoutError(OrchestratorError, TimeoutError):
-    """Raised when :meth:`Client.wait` gives up before the job reached a terminal state.
-
-    :ivar job_id: the job waited for.
-    :ivar job: its document as last read.
-    """
-
-    def __init__(self, job: Document, timeout: float) -> None:
-        super().__init__(
-            f"job {job.get('id')} is still {job.get('state')} after {timeout:g} s; "
-            "it keeps running, stopping the wait does not cancel it"
-        )
-        self.job_id = str(job.get("id"))
-        self.job = job
 
 
 TRANSIENT_STATUSES = frozenset({None, 502, 503, 504})

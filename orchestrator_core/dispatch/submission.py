@@ -6,7 +6,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator_core.broker import Publisher, queue_name
+from orchestrator_core.dispatch.broker import queue_name
+from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.exceptions import (
     BrokerUnavailableError,
     OrchestratorError,

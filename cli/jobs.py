@@ -1,0 +1,221 @@
+"""The commands of a submitter: ``submit``, ``get``, ``cancel``, ``jobs`` and ``events``,
+each a call of the Python client against ``ORCHESTRATOR_API_URL``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from cli import output
+from cli.arguments import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Commands,
+    add_filters,
+    add_json_flag,
+    job_id,
+    json_object,
+    positive,
+)
+from orchestrator_core.settings import load_settings
+from orchestrator_core.states import State
+
+if TYPE_CHECKING:
+    from orchestrator_client import Client
+
+
+def add_commands(commands: Commands) -> None:
+    _add_submit(commands)
+    _add_get(commands)
+    _add_cancel(commands)
+    _add_jobs(commands)
+    _add_events(commands)
+
+
+def _add_submit(commands: Commands) -> None:
+    command = commands.add_parser(
+        "submit",
+        help="submit a job through the API",
+        description="Submit a job to the API at ORCHESTRATOR_API_URL. With --wait, follow its "
+        "event stream until it ends: exit 0 when it COMPLETED, 1 when it FAILED or was "
+        "CANCELLED.",
+    )
+    command.add_argument("type", metavar="TYPE", help="the job type, e.g. demo.echo")
+    command.add_argument(
+        "payload", metavar="PAYLOAD_JSON", type=json_object, help="the payload, a JSON object"
+    )
+    command.add_argument(
+        "--wait", action="store_true", help="follow the job, a line per change, until it ends"
+    )
+    command.add_argument(
+        "--max-attempts", type=positive, metavar="N", help="override the type's max_attempts"
+    )
+    command.add_argument(
+        "--idempotency-key",
+        metavar="K",
+        help="sent as Idempotency-Key: repeating the request returns the first job",
+    )
+    add_json_flag(command)
+    command.set_defaults(handler=_with_client(_submit))
+
+
+def _submit(client: Client, args: argparse.Namespace) -> int:
+    job = client.submit(
+        args.type,
+        args.payload,
+        max_attempts=args.max_attempts,
+        idempotency_key=args.idempotency_key,
+    )
+    if not args.wait:
+        _print_job(job, args, output.summary(job))
+        return EXIT_OK
+    last = ""
+
+    def show(update: dict[str, Any]) -> None:
+        nonlocal last
+        line = output.summary(update)
+        if line != last and not args.json:
+            print(line, flush=True)
+        last = line
+
+    show(job)
+    try:
+        job = client.wait(job["id"], on_update=show)
+    except KeyboardInterrupt:
+        print(f"orchestrator: stopped waiting; job {job['id']} carries on", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _print_job(job, args, *output.outcome(job))
+    return EXIT_OK if job.get("state") == State.COMPLETED else EXIT_FAILED
+
+
+def _add_get(commands: Commands) -> None:
+    command = commands.add_parser(
+        "get",
+        help="show a job",
+        description="Show a job's state, result or error, and history, as the API has it.",
+    )
+    command.add_argument("job_id", metavar="ID", type=job_id, help="the job's id")
+    add_json_flag(command)
+    command.set_defaults(handler=_with_client(_get))
+
+
+def _get(client: Client, args: argparse.Namespace) -> int:
+    job = client.get(args.job_id)
+    _print_job(job, args, *output.details(job))
+    return EXIT_OK
+
+
+def _add_cancel(commands: Commands) -> None:
+    command = commands.add_parser(
+        "cancel",
+        help="cancel a job",
+        description="Cancel a job: at once unless it is RUNNING, where its worker is told to "
+        "stop. Exits 1 if the job had already COMPLETED or FAILED.",
+    )
+    command.add_argument("job_id", metavar="ID", type=job_id, help="the job's id")
+    add_json_flag(command)
+    command.set_defaults(handler=_with_client(_cancel))
+
+
+def _cancel(client: Client, args: argparse.Namespace) -> int:
+    status, job = client.cancel(args.job_id)
+    _print_job(job, args, output.summary(job), *output.outcome(job))
+    if status == 409:
+        print(
+            f"orchestrator: job {job.get('id')} had already {job.get('state')}; not cancelled",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _add_jobs(commands: Commands) -> None:
+    command = commands.add_parser(
+        "jobs",
+        help="list jobs, newest first",
+        description="List jobs newest first, a page at a time, filtered by state and/or type.",
+    )
+    add_filters(command, state_help="only jobs in this state", type_help="only jobs of this type")
+    command.add_argument(
+        "--limit", type=positive, default=50, metavar="N", help="jobs per page (default 50)"
+    )
+    command.add_argument(
+        "--cursor", metavar="C", help="where the page starts: the previous page's next cursor"
+    )
+    add_json_flag(command)
+    command.set_defaults(handler=_with_client(_jobs))
+
+
+def _jobs(client: Client, args: argparse.Namespace) -> int:
+    page = client.jobs(state=args.state, type=args.type, limit=args.limit, cursor=args.cursor)
+    if args.json:
+        print(output.as_json(page))
+    else:
+        print("\n".join(output.page(page)))
+    return EXIT_OK
+
+
+def _add_events(commands: Commands) -> None:
+    command = commands.add_parser(
+        "events",
+        help="print job transitions as they happen",
+        description="Follow the API's event stream and print a line for each job "
+        "transition from now on, until interrupted. Reconnects after a dropped connection "
+        "without missing any.",
+    )
+    add_filters(
+        command,
+        state_help="only transitions into this state",
+        type_help="only transitions of jobs of this type",
+    )
+    command.add_argument(
+        "--after",
+        metavar="ID",
+        help="start after this event id (as printed with --json), replaying what followed it",
+    )
+    command.add_argument(
+        "--json", action="store_true", help="print each event's JSON object, one per line"
+    )
+    command.set_defaults(handler=_with_client(_events))
+
+
+def _events(client: Client, args: argparse.Namespace) -> int:
+    def gap(comment: str) -> None:
+        print(f"orchestrator: warning: {comment}", file=sys.stderr, flush=True)
+
+    stream = client.events(type=args.type, state=args.state, last_event_id=args.after, on_gap=gap)
+    for event in stream:
+        line = json.dumps(event) if args.json else output.event_line(event)
+        print(line, flush=True)
+    return EXIT_OK
+
+
+def _with_client(
+    run: Callable[[Client, argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """A handler that calls ``run`` with a client of the configured API; an API error (or an
+    API that cannot be reached) becomes one line on stderr and exit 1, never a traceback."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from orchestrator_client import ApiError, Client  # httpx loads only for these
+
+        try:
+            with Client.from_settings(load_settings()) as client:
+                return run(client, args)
+        except ApiError as exc:
+            print(f"orchestrator: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("orchestrator: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+    return handler
+
+
+def _print_job(job: dict[str, Any], args: argparse.Namespace, *lines: str) -> None:
+    """The document itself with ``--json``, else ``lines`` for a person."""
+    print(output.as_json(job) if args.json else "\n".join(lines))

@@ -1,0 +1,137 @@
+"""The store script: its source, put together from ``lua/``, and the one way to call it.
+
+The script is ``lua/prelude.lua`` (keys, arguments, the clock and the one ``move``),
+then one file per group of operations, then ``lua/main.lua``, which dispatches a call
+to its operation. The state names, the transition table, the named sets of states and
+the histogram bounds are written into it from ``states.py`` and ``telemetry/metrics.py``,
+so Python and Redis cannot disagree about them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+
+from orchestrator_core.states import STARTABLE_STATES, TERMINAL_STATES, TRANSITIONS, State
+from orchestrator_core.store.connection import redis_errors
+from orchestrator_core.store.keys import Keys
+from orchestrator_core.store.replies import refusal
+from orchestrator_core.telemetry.metrics import HISTOGRAMS
+
+PARTS = ("prelude", "submission", "reading", "dispatch", "attempts", "cancel", "main")
+"""The files of ``lua/`` in the order they make the script."""
+
+
+def _lua_set(states: Iterable[State]) -> str:
+    return _lua_table((state.value, "true") for state in sorted(states))
+
+
+def _lua_numbers(bounds: Iterable[float]) -> str:
+    return "{" + ", ".join(repr(float(bound)) for bound in bounds) + "}"
+
+
+def _lua_table(entries: Iterable[tuple[str, str]]) -> str:
+    return "{" + ", ".join(f"{name} = {value}" for name, value in entries) + "}"
+
+
+def tables() -> dict[str, str]:
+    """What each ``--[[NAME]]`` placeholder of the script is replaced with."""
+    return {
+        "STATES": _lua_table((s.value, f"'{s.value}'") for s in State),
+        "TRANSITIONS": _lua_table((s.value, _lua_set(TRANSITIONS[s])) for s in State),
+        "STARTABLE": _lua_set(STARTABLE_STATES),
+        "TERMINAL": _lua_set(TERMINAL_STATES),
+        "BUCKETS": _lua_table(
+            (name, _lua_numbers(spec.bounds)) for name, spec in HISTOGRAMS.items()
+        ),
+    }
+
+
+def template() -> str:
+    """The script as written in ``lua/``, before the tables are filled in."""
+    folder = resources.files("orchestrator_core.store").joinpath("lua")
+    return "\n".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in PARTS)
+
+
+@cache
+def source() -> str:
+    """The script that Redis runs."""
+    text = template()
+    for name, table in tables().items():
+        placeholder = f"--[[{name}]]"
+        if placeholder not in text:
+            raise RuntimeError(f"the store script has no {placeholder} to fill in")
+        text = text.replace(placeholder, table)
+    return text
+
+
+class StoreScript:
+    """The store script registered on one client, called for one job (or none) at a time.
+
+    Every call passes the same eight keys and the same argument layout (see the top of
+    ``lua/prelude.lua``); only the operation, the job and its arguments change.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, events_max_length: int) -> None:
+        self.keys = keys
+        self.events_max_length = events_max_length
+        self._script = client.register_script(source())
+
+    def __call__(
+        self,
+        op: str,
+        job_id: str,
+        action: str,
+        args: Mapping[str, Any] | None = None,
+        blob: str = "",
+        *,
+        target: State | None = None,
+        client: redis.client.Pipeline | None = None,
+    ) -> Any:
+        """Run ``op`` for ``job_id`` and return the script's ``ok`` reply.
+
+        :param action: what the call does, for the error when Redis does not answer.
+        :param args: small arguments, sent as one JSON object (None values left out).
+        :param blob: a JSON document (a payload, a result or progress).
+        :param target: the state asked for, named when the move is refused.
+        :param client: a pipeline to queue the call on; the call then returns None.
+        :raises StoreUnavailableError: Redis did not answer.
+        :raises OrchestratorError: the refusal the script replied with (see ``replies.py``).
+        """
+        keys = self.keys
+        small = {k: v for k, v in (args or {}).items() if v is not None}
+        with redis_errors(action):
+            reply = self._script(
+                keys=[
+                    keys.job(job_id),
+                    keys.history(job_id),
+                    keys.sequence,
+                    keys.index_all,
+                    keys.leases,
+                    keys.dispatch,
+                    keys.events,
+                    keys.metrics,
+                ],
+                args=[
+                    op,
+                    job_id,
+                    keys.index_state_base,
+                    keys.index_type_base,
+                    keys.cancel_channel,
+                    json.dumps(small, separators=(",", ":")),
+                    blob,
+                    self.events_max_length,
+                ],
+                client=client,
+            )
+        if client is not None:
+            return None
+        if reply[0] == "err":
+            presented = small.get("fence", small.get("owner"))
+            raise refusal(job_id, reply[1:], target, presented=presented)
+        return reply
