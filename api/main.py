@@ -41,6 +41,9 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
         version=metadata.version("orchestrator"),
         description="Submit, follow and cancel jobs of the installed job types.",
         lifespan=lifespan,
+        # A job id of "/" (or any path with a slash too many) is no job: 404, never a
+        # redirect to some other route.
+        redirect_slashes=False,
     )
     app.state.api = state
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
