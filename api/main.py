@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api import errors, openapi
 from api.limits import BodyLimit
-from api.routes import events, health, job_types, jobs, metrics
+from api.routes import events, health, job_types, jobs, metrics, states
 from api.routes import plugins as plugin_report
 from api.routes import ui as dashboard
 from api.shutdown import ending_streams
@@ -51,10 +51,11 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(job_types.router)
+    app.include_router(states.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(plugin_report.router)
     app.include_router(dashboard.router)
     errors.install(app)
-    openapi.install(app, plugins)
+    openapi.install(app, state.submissions)
     return app

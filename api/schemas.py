@@ -1,12 +1,19 @@
-"""Request and response bodies of the REST API (DESIGN section 5)."""
+"""Request and response bodies of the REST API (DESIGN section 5).
+
+``POST /jobs`` has one request model per installed type (:class:`SubmissionModels`),
+made once per app from the plugins' payload models; the route validates with them and
+the OpenAPI document is their union, so the two cannot describe different bodies.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
-from orchestrator_core import Job
+from orchestrator_core import Job, Plugins, State, UnknownJobTypeError
 
 MAX_ATTEMPTS_LIMIT = 100
 """The largest ``max_attempts`` a submission may ask for."""
@@ -15,13 +22,70 @@ JobPublic = Job
 
 
 class JobCreate(BaseModel):
-    """A submission; ``payload`` is checked against the type's own model afterwards."""
+    """A submission of any type: what every type's own request model shares.
+
+    Each installed type's model (see :class:`SubmissionModels`) narrows ``type`` to its
+    name and ``payload`` to the plugin's payload model.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=200)
-    payload: dict[str, Any]
+    payload: Any
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)
+
+
+class JobCreateAny(JobCreate):
+    """The body of a submission whose type is not installed (or not given): validated so
+    that its other errors are reported before the unknown type is."""
+
+    payload: dict[str, Any]
+
+
+class SubmissionModels:
+    """The ``POST /jobs`` request model of every installed type, made once per app."""
+
+    def __init__(self, plugins: Plugins) -> None:
+        self._known = list(plugins.job_types)
+        self._models: Mapping[str, type[JobCreate]] = {
+            name: _model_for(name, registered.job_type.payload)
+            for name, registered in plugins.job_types.items()
+        }
+
+    def validate(self, data: object) -> JobCreate:
+        """The submission ``data`` (decoded JSON), validated against its type's model; its
+        ``payload`` is then an instance of the plugin's payload model.
+
+        :raises pydantic.ValidationError: listing every error with its path.
+        :raises UnknownJobTypeError: the body is well formed but names no installed type.
+        """
+        job_type = data.get("type") if isinstance(data, dict) else None
+        model = self._models.get(job_type) if isinstance(job_type, str) else None
+        if model is not None:
+            return model.model_validate(data)
+        body = JobCreateAny.model_validate(data)
+        raise UnknownJobTypeError(body.type, self._known)
+
+    def json_schema(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The request body schema (a union discriminated on ``type``) and the component
+        schemas it refers to."""
+        models = list(self._models.values())
+        if not models:
+            return {"type": "object"}, {}
+        union: Any = models[0] if len(models) == 1 else Union[tuple(models)]  # noqa: UP007
+        adapter: TypeAdapter[Any] = TypeAdapter(Annotated[union, Field(discriminator="type")])
+        schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+        definitions = schema.pop("$defs", {})
+        return schema, definitions
+
+
+def _model_for(name: str, payload: type[BaseModel]) -> type[JobCreate]:
+    return create_model(
+        "JobCreate_" + re.sub(r"[^A-Za-z0-9]", "_", name),
+        __base__=JobCreate,
+        type=(Literal[name], ...),  # type: ignore[arg-type]
+        payload=(payload, ...),
+    )
 
 
 class JobPage(BaseModel):
@@ -77,3 +141,17 @@ class PluginReport(BaseModel):
     loaded: list[LoadedPluginPublic]
     failed: list[PluginFailurePublic]
     skipped: list[str]
+
+
+class StatesPublic(BaseModel):
+    """The state machine as ``GET /states`` serves it; lists keep the order of the states."""
+
+    states: list[State]
+    transitions: dict[State, list[State]]
+    terminal: list[State]
+    startable: list[State]
+    """Waiting for an attempt (CREATED, RETRYING); a cancel request cancels at once."""
+    cancellable: list[State]
+    """Where a cancel request has an effect; in RUNNING it asks the worker to stop."""
+    succeeded: State
+    """The terminal state of a job whose ``execute`` returned: the one with a result."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from api.fanout import FanOut
 from api.metrics import ApiMetrics
+from api.schemas import SubmissionModels
 from orchestrator_core import Plugins, Settings
 from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.store import JobStore
@@ -22,6 +23,8 @@ class ApiState:
     metrics: ApiMetrics
     fanout: FanOut
     """Hands the event stream to every open ``/events`` stream of this process."""
+    submissions: SubmissionModels
+    """The ``POST /jobs`` request model of each installed type."""
 
     @classmethod
     def build(cls, settings: Settings, plugins: Plugins) -> ApiState:
@@ -35,4 +38,5 @@ class ApiState:
             fanout=FanOut.for_socket_timeout(
                 EventLog(store.redis, store.keys), settings.redis_socket_timeout
             ),
+            submissions=SubmissionModels(plugins),
         )

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from api.deps import Authorized, State
-from api.schemas import JobCreate, JobPage, JobPublic
+from api.schemas import JobPage, JobPublic
 from orchestrator_core import Job
 from orchestrator_core.dispatch.submission import submit
 from orchestrator_core.store import MAX_PAGE, CancelOutcome
@@ -25,10 +25,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _invalid(errors: list[ErrorDetails], prefix: tuple[str, ...]) -> JSONResponse:
+def _invalid(errors: list[ErrorDetails]) -> JSONResponse:
     detail = [
         {
-            "loc": [*prefix, *error["loc"]],
+            "loc": ["body", *error["loc"]],
             "msg": error["msg"],
             "type": error["type"],
         }
@@ -49,7 +49,7 @@ def _invalid(errors: list[ErrorDetails], prefix: tuple[str, ...]) -> JSONRespons
         415: {"description": "not application/json"},
         422: {"description": "unknown type, invalid payload or reused idempotency key"},
     },
-    openapi_extra={"x-job-create": True},  # the request body schema is filled in by main.py
+    openapi_extra={"x-job-create": True},  # the request body schema is filled in by openapi.py
 )
 async def create_job(
     request: Request,
@@ -71,20 +71,15 @@ async def create_job(
             {"detail": f"malformed JSON: {exc}"}, status_code=status.HTTP_400_BAD_REQUEST
         )
     try:
-        body = JobCreate.model_validate(data)
+        body = state.submissions.validate(data)
     except ValidationError as exc:
-        return _invalid(exc.errors(include_url=False, include_input=False), ("body",))
-    job_type = state.plugins.get(body.type).job_type
-    try:
-        payload = job_type.validate_payload(body.payload)
-    except ValidationError as exc:
-        return _invalid(exc.errors(include_url=False, include_input=False), ("body", "payload"))
+        return _invalid(exc.errors(include_url=False, include_input=False))
     created = await run_in_threadpool(
         submit,
         state.store,
         state.publisher,
-        job_type,
-        payload.model_dump(mode="json"),
+        state.plugins.get(body.type).job_type,
+        body.payload.model_dump(mode="json"),
         max_attempts=body.max_attempts,
         idempotency_key=idempotency_key,
     )
