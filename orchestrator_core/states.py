@@ -68,6 +68,10 @@ CANCELLABLE_STATES: frozenset[State] = frozenset(
 it asks the worker to stop."""
 
 
+SUCCEEDED_STATE: State = State.COMPLETED
+"""The terminal state of a job whose ``execute`` returned: the one that holds a result."""
+
+
 def allowed(current: State, requested: State) -> bool:
     """Whether the table lets a job move from ``current`` to ``requested``."""
     return requested in TRANSITIONS[current]

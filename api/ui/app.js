@@ -9,6 +9,7 @@ import { errorBox, h, replace } from "./dom.js";
 import { jobPage } from "./job.js";
 import { jobsPage } from "./jobs.js";
 import { pluginsPage } from "./plugins.js";
+import { loadStates } from "./states.js";
 import { typesPage } from "./types.js";
 
 const view = document.getElementById("view");
@@ -88,6 +89,7 @@ async function route() {
   };
   replace(view, h("p", { class: "muted" }, "Loading…"));
   try {
+    await loadStates(controller.signal);
     if (section === "jobs" && name) {
       document.title = `job ${name} · orchestrator`;
       await jobPage(view, name, context);

@@ -4,7 +4,7 @@
 import { api, ApiError } from "./client.js";
 import { errorBox, h, jsonBlock, replace, stateBadge, time, typeHref } from "./dom.js";
 import { follow, transitions } from "./sse.js";
-import { isTerminal } from "./states.js";
+import { isCancellable, isSucceeded, isTerminal } from "./states.js";
 
 export async function jobPage(view, jobId, { signal, live }) {
   const path = `/jobs/${encodeURIComponent(jobId)}`;
@@ -25,9 +25,9 @@ export async function jobPage(view, jobId, { signal, live }) {
 
   function render() {
     const finished = isTerminal(job.state);
-    cancelButton.disabled = finished || job.cancel_requested;
+    cancelButton.disabled = !isCancellable(job.state) || job.cancel_requested;
     cancelButton.textContent = job.cancel_requested && !finished ? "Cancelling…" : "Cancel job";
-    cancelButton.hidden = finished;
+    cancelButton.hidden = !isCancellable(job.state);
     if (finished) notice.querySelector("[data-pending]")?.remove(); // "cancel requested" is over
     replace(body, summary(job), sections(job));
     view.dataset.state = job.state;
@@ -140,7 +140,7 @@ function sections(job) {
   const error = job.error;
   return [
     h("section", { id: "job-payload" }, h("h2", {}, "Payload"), jsonBlock(job.payload)),
-    job.state === "COMPLETED" || job.result !== null
+    isSucceeded(job.state) || job.result !== null
       ? h("section", { id: "job-result" }, h("h2", {}, "Result"), jsonBlock(job.result))
       : null,
     error

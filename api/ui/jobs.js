@@ -4,7 +4,7 @@
 import { api, query } from "./client.js";
 import { errorBox, h, jobHref, replace, stateBadge, time, typeHref } from "./dom.js";
 import { follow, transitions } from "./sse.js";
-import { isTerminal, STATES } from "./states.js";
+import { allStates, isTerminal } from "./states.js";
 
 const PAGE_SIZES = [10, 25, 50, 100];
 const DEFAULT_LIMIT = 25;
@@ -38,7 +38,7 @@ export async function jobsPage(view, params, { signal, live }) {
     "select",
     { id: "filter-state", name: "state" },
     h("option", { value: "" }, "all states"),
-    STATES.map((state) => h("option", { value: state, selected: state === filters.state }, state)),
+    allStates().map((state) => h("option", { value: state, selected: state === filters.state }, state)),
   );
   const limitSelect = h(
     "select",

@@ -8,6 +8,8 @@ import httpx
 import pytest
 from apiserver import ApiFactory
 
+from orchestrator_core import CANCELLABLE_STATES, STARTABLE_STATES, TERMINAL_STATES, TRANSITIONS
+
 
 def test_job_types_describe_schema_limits_and_plugin(api: httpx.Client) -> None:
     types = {t["name"]: t for t in api.get("/job-types").json()}
@@ -36,6 +38,28 @@ def test_health_and_readiness(api: httpx.Client) -> None:
     assert ready.json() == {"redis": "ok", "broker": "ok", "plugin_failures": []}
 
 
+def test_the_states_are_served_from_the_one_table(api: httpx.Client) -> None:
+    served = api.get("/states").json()
+    assert served["states"] == [
+        "CREATED",
+        "RUNNING",
+        "RETRYING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+    ]
+    assert {s: set(targets) for s, targets in served["transitions"].items()} == {
+        s.value: {t.value for t in targets} for s, targets in TRANSITIONS.items()
+    }
+    assert set(served["terminal"]) == {s.value for s in TERMINAL_STATES}
+    assert (
+        set(served["startable"]) == {s.value for s in STARTABLE_STATES} == {"CREATED", "RETRYING"}
+    )
+    assert set(served["cancellable"]) == {s.value for s in CANCELLABLE_STATES}
+    assert served["transitions"]["CREATED"] == ["RUNNING", "FAILED", "CANCELLED"]
+    assert served["succeeded"] == "COMPLETED"
+
+
 def test_openapi_documents_every_type_s_payload_as_a_union(api: httpx.Client) -> None:
     document = api.get("/openapi.json").json()
     body = document["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
@@ -56,7 +80,13 @@ def test_api_keys_guard_jobs_and_types_but_not_health(
     client = start_api(api_keys=("k-one", "k-two"))
     with caplog.at_level(logging.DEBUG):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic k-one"}):
-            for method, path in (("GET", "/jobs"), ("GET", "/job-types"), ("POST", "/jobs")):
+            routes = (
+                ("GET", "/jobs"),
+                ("GET", "/job-types"),
+                ("GET", "/states"),
+                ("POST", "/jobs"),
+            )
+            for method, path in routes:
                 response = client.request(method, path, headers=headers, json={})
                 assert response.status_code == 401, (method, path, headers)
                 assert response.headers["www-authenticate"] == "Bearer"
