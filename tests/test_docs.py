@@ -138,3 +138,46 @@ def test_the_readme_documents_every_setting() -> None:
         name for name in Settings.model_fields if f"`ORCHESTRATOR_{name.upper()}`" not in readme
     ]
     assert not missing, f"README's settings table lacks: {missing}"
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+CORE = ROOT / "orchestrator_core"
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_the_readme_links_the_architecture() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(docs/architecture.md)" in readme
+
+
+def test_every_file_the_architecture_names_exists() -> None:
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    named = set(re.findall(r"[\w/]+\.(?:py|lua|js)\b", text)) - {"lua/*.lua"}
+    assert len(named) > 30
+    missing = [
+        name
+        for name in sorted(named)
+        if not any(
+            (base / name).is_file()
+            for base in (
+                ROOT,
+                CORE,
+                *(CORE / folder for folder in ("store", "dispatch", "telemetry")),
+            )
+        )
+    ]
+    assert missing == [], f"docs/architecture.md names files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize(
+    "document",
+    sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "plugins").glob("*/*.md")]),
+    ids=lambda path: str(path.relative_to(ROOT)),
+)
+def test_relative_links_stay_inside_the_repository(document: Path) -> None:
+    for target in LINK.findall(document.read_text(encoding="utf-8")):
+        if "://" in target:
+            continue
+        resolved = (document.parent / target).resolve()
+        assert resolved.is_relative_to(ROOT), f"{target} leaves the repository"
+        assert resolved.exists(), f"{target} does not exist"
