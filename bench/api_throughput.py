@@ -44,9 +44,9 @@ from bench.service import (
     delete_broker_entities,
     delete_keys,
     interrupt_once,
-    positive,
     step,
 )
+from cli.arguments import positive
 from orchestrator_core import load_plugins
 from orchestrator_core.dispatch.broker import queue_name
 from orchestrator_core.store.keys import Keys

@@ -26,7 +26,7 @@ import httpx
 import redis
 
 from bench.api_throughput import ApiProcess, api_env, clean_up, free_port, percentile
-from bench.service import positive
+from cli.arguments import positive
 from orchestrator_client import parse_event_stream
 from orchestrator_core.settings import load_settings
 from orchestrator_core.store import JobStore

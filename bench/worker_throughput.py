@@ -48,9 +48,9 @@ from bench.service import (
     delete_broker_entities,
     delete_keys,
     interrupt_once,
-    positive,
     step,
 )
+from cli.arguments import positive
 from orchestrator_core import State, load_plugins
 from orchestrator_core.dispatch.broker import queue_name
 from orchestrator_core.dispatch.publisher import Publisher
