@@ -1,7 +1,8 @@
 """A typed Python client of the orchestrator's REST API, for services that submit jobs.
 
 Importing it loads httpx and the orchestrator's exception tree, not the servers'
-stack (no Redis, Celery or FastAPI)::
+stack (no Redis, Celery or FastAPI). :class:`Client` blocks; :class:`AsyncClient` is the
+same client for asyncio, awaited::
 
     from orchestrator_client import Client
 
@@ -10,7 +11,16 @@ stack (no Redis, Celery or FastAPI)::
         done = client.wait(job["id"], on_update=print)
 """
 
-from orchestrator_client.client import Client, ServerEvent, parse_event_stream
+from orchestrator_client.async_client import AsyncClient
+from orchestrator_client.client import Client
+from orchestrator_client.stream import ServerEvent, parse_event_stream
 from orchestrator_core.exceptions import ApiError, WaitTimeoutError
 
-__all__ = ["ApiError", "Client", "ServerEvent", "WaitTimeoutError", "parse_event_stream"]
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "Client",
+    "ServerEvent",
+    "WaitTimeoutError",
+    "parse_event_stream",
+]

@@ -22,7 +22,6 @@ from orchestrator_core.states import (
 router = APIRouter(tags=["states"], dependencies=[Authorized])
 
 
-
 def _in_order(states: frozenset[State]) -> list[State]:
     return [state for state in State if state in states]
 

@@ -1,0 +1,115 @@
+"""What each operation of the REST API (DESIGN section 5) sends, and what its caller gets
+back from the answer, as plain values that either client sends its own way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+from urllib.parse import quote
+
+from orchestrator_client.responses import Document
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a TCP connection to the API."""
+READ_TIMEOUT = 30.0
+"""Seconds to wait for each reply (and to send each request)."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request of the API, the statuses that answer it, and what the caller gets from
+    the answer's status and document."""
+
+    method: str
+    path: str
+    expected: frozenset[int]
+    result: Callable[[int, Document], T]
+    params: dict[str, str | int] = field(default_factory=dict)
+    body: Document | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamCall:
+    """A ``GET`` of one of the API's event streams, answered by 200 alone.
+
+    :ivar read_timeout: the longest silence to wait through; the API sends a keepalive
+        every 15 s, so the default only runs out on an API that is gone.
+    """
+
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    read_timeout: float = READ_TIMEOUT
+
+
+def submit(
+    type: str,
+    payload: Document,
+    *,
+    max_attempts: int | None,
+    idempotency_key: str | None,
+) -> Call[Document]:
+    """``POST /jobs``: 201 for a new job, 200 for the job a repeated key already made."""
+    body: Document = {"type": type, "payload": payload}
+    if max_attempts is not None:
+        body["max_attempts"] = max_attempts
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+    return Call("POST", "/jobs", frozenset({200, 201}), _document, body=body, headers=headers)
+
+
+def get_job(job_id: str) -> Call[Document]:
+    """``GET /jobs/{id}``."""
+    return Call("GET", job_path(job_id), frozenset({200}), _document)
+
+
+def cancel_job(job_id: str) -> Call[tuple[int, Document]]:
+    """``DELETE /jobs/{id}``: 202 when the job is (or will be) cancelled, 409 when it had
+    already finished; the caller gets both the status and the document."""
+    return Call("DELETE", job_path(job_id), frozenset({202, 409}), _status_and_document)
+
+
+def list_jobs(
+    *, state: str | None, type: str | None, limit: int, cursor: str | None
+) -> Call[Document]:
+    """``GET /jobs``: one page, newest first."""
+    params: dict[str, str | int] = {"limit": limit}
+    for name, value in (("state", state), ("type", type), ("cursor", cursor)):
+        if value is not None:
+            params[name] = value
+    return Call("GET", "/jobs", frozenset({200}), _document, params=params)
+
+
+def job_events(job_id: str, *, position: int, read_timeout: float) -> StreamCall:
+    """``GET /jobs/{id}/events`` with progress, from after the ``position`` transitions
+    already known."""
+    return StreamCall(
+        f"{job_path(job_id)}/events",
+        params={"progress": "true"},
+        headers={"Last-Event-ID": str(position)},
+        read_timeout=read_timeout,
+    )
+
+
+def events(*, type: str | None, state: str | None, last_event_id: str | None) -> StreamCall:
+    """``GET /events``, filtered, from after ``last_event_id`` (default: from now on)."""
+    params = {name: value for name, value in (("type", type), ("state", state)) if value}
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    return StreamCall("/events", params=params, headers=headers)
+
+
+def job_path(job_id: str) -> str:
+    """The path of job ``job_id``."""
+    # Quoted whole, so an id holding "/" or "?" cannot reach another route.
+    return f"/jobs/{quote(job_id, safe='')}"
+
+
+def _document(status: int, document: Document) -> Document:
+    return document
+
+
+def _status_and_document(status: int, document: Document) -> tuple[int, Document]:
+    return status, document
