@@ -91,6 +91,11 @@ class JobType:
         """
         return self.payload.model_validate(data)
 
+    def dump_payload(self, payload: BaseModel) -> dict[str, Any]:
+        """The stored form of a validated payload: its JSON, fields named by their alias,
+        so that validating it again (as the worker does) gives the same payload back."""
+        return payload.model_dump(mode="json", by_alias=True)
+
     def retry_delay(self, attempt: int, *, rng: random.Random | None = None) -> float:
         """Seconds to wait before the attempt after ``attempt`` (the one that just failed).
 

@@ -211,6 +211,22 @@ def test_validate_payload_lets_validation_error_through_with_its_path() -> None:
     assert info.value.errors()[0]["loc"] == ("to",)
 
 
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    json_body: dict[str, int] | None = Field(default=None, alias="json")
+    method: str = "GET"
+
+
+def test_the_stored_payload_validates_again_as_the_same_payload() -> None:
+    # Stored by field name, an aliased field would be an extra field on the worker.
+    job_type = make(payload=Request)
+    payload = job_type.validate_payload({"json": {"a": 1}})
+    stored = job_type.dump_payload(payload)
+    assert stored == {"json": {"a": 1}, "method": "GET"}
+    assert job_type.validate_payload(stored) == payload
+
+
 def test_equal_declarations_are_equal_and_hashable() -> None:
     assert make() == make()
     assert hash(make()) == hash(make())

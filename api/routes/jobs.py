@@ -74,12 +74,13 @@ async def create_job(
         body = state.submissions.validate(data)
     except ValidationError as exc:
         return _invalid(exc.errors(include_url=False, include_input=False))
+    job_type = state.plugins.get(body.type).job_type
     created = await run_in_threadpool(
         submit,
         state.store,
         state.publisher,
-        state.plugins.get(body.type).job_type,
-        body.payload.model_dump(mode="json"),
+        job_type,
+        job_type.dump_payload(body.payload),
         max_attempts=body.max_attempts,
         idempotency_key=idempotency_key,
     )
