@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import orchestrator_core.testing
 from orchestrator_core import CancellationToken, JobCancelled, JobType, PermanentError, State
-from orchestrator_core.testing import JobRunner, check_distribution, run_job
+from orchestrator_core.testing import JobRunner, check_distribution, run_job, start_job
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -118,6 +118,8 @@ def test_a_completed_run_has_result_progress_and_token(job_runner: JobRunner) ->
     ]
     assert run.error is None
     assert run.ignored_token is False
+    assert run.token_reason is None
+    assert run.retry_in is None
     assert run.exception is None
     assert 0 <= run.duration < 5
     assert job_runner.runs == [run]
@@ -294,12 +296,236 @@ def test_failure_messages_say_what_happened() -> None:
         refused.assert_failed(retryable=True)
 
 
+# --- job ids, attempts and backoff ----------------------------------------------
+
+
+def test_job_id_is_the_tokens_job_id(job_runner: JobRunner) -> None:
+    run = job_runner.run(make(greet), {"name": "ada", "steps": 1}, job_id="job-42")
+    run.assert_completed(result={"hello": "ada", "job_id": "job-42", "attempt": 1})
+    assert run.job_id == "job-42"
+
+    running = job_runner.start(make(greet), {"name": "ada", "steps": 1}, job_id="job-43")
+    assert (running.job_id, running.token.job_id) == ("job-43", "job-43")
+    assert running.result().result["job_id"] == "job-43"
+
+
+def test_retry_in_is_the_backoff_of_a_retried_attempt_and_none_otherwise() -> None:
+    steady = make(
+        broken, max_attempts=4, retry_backoff=2.0, retry_backoff_max=5.0, retry_jitter=False
+    )
+    assert [run_job(steady, {"name": "ada"}, attempt=n).retry_in for n in (1, 2, 3)] == [
+        2.0,
+        4.0,
+        5.0,
+    ]
+    timed_out = run_job(make(sleeper, retry_jitter=False), {"name": "ada"}, timeout=0.05)
+    timed_out.assert_retried(error_type="Timeout")
+    assert timed_out.retry_in == 1.0
+    jittered = run_job(make(broken, retry_backoff=2.0), {"name": "ada"}, attempt=2)
+    assert jittered.retry_in is not None
+    assert 2.0 <= jittered.retry_in <= 4.0
+
+    not_retried = [
+        run_job(steady, {"name": "ada"}, attempt=4),
+        run_job(make(greet), {"name": "ada"}),
+        run_job(make(refuses), {"name": "ada"}),
+        run_job(make(sleeper), {"name": "ada"}, cancel_after=0.05),
+    ]
+    assert [run.state for run in not_retried] == [
+        State.FAILED,
+        State.COMPLETED,
+        State.FAILED,
+        State.CANCELLED,
+    ]
+    assert [run.retry_in for run in not_retried] == [None] * 4
+
+
+def test_max_attempts_is_the_jobs_as_a_client_sets_it() -> None:
+    job_type = make(broken)  # three attempts of its own
+
+    once = run_job(job_type, {"name": "ada"}, max_attempts=1)
+    once.assert_failed(error_type=ValueError, retryable=True)
+    assert once.outcome.reason == "attempts exhausted: attempt failed"
+    assert once.job_type.max_attempts == 1
+    assert "kit.test (attempt 1 of 1) ended FAILED" in once.describe()
+
+    fourth = run_job(job_type, {"name": "ada"}, attempt=4, max_attempts=5)
+    fourth.assert_retried(error_type=ValueError)
+    assert fourth.retry_in is not None
+    run_job(job_type, {"name": "ada"}, attempt=5, max_attempts=5).assert_failed(ValueError)
+    assert job_type.max_attempts == 3
+
+    sixth = run_job(make(greet), {"name": "ada", "steps": 1}, attempt=6, max_attempts=10)
+    sixth.assert_completed(result={"hello": "ada", "job_id": sixth.job_id, "attempt": 6})
+
+
+# --- the token: cancel_after=0, start(), cancel() and token_reason ---------------
+
+
+def test_cancel_after_zero_fires_the_token_before_execute_starts() -> None:
+    seen: list[tuple[bool, str | None]] = []
+    done: list[str] = []
+
+    def careful(payload: Greeting, token: CancellationToken) -> str:
+        """Looks at its token before doing anything."""
+        seen.append((token.cancelled, token.reason))
+        token.raise_if_cancelled()
+        done.append("the work")
+        return "worked"
+
+    run = run_job(make(careful), {"name": "ada"}, cancel_after=0, timeout=5)
+
+    run.assert_cancelled()
+    assert seen == [(True, "cancelled")]
+    assert done == []
+    assert isinstance(run.exception, JobCancelled)
+    assert run.token_reason == "cancelled"
+    # A sleeper wakes at once instead of after its first second.
+    assert run_job(make(sleeper), {"name": "ada"}, cancel_after=0).duration < 0.5
+
+
+def test_a_started_run_is_cancelled_by_hand_once_execute_has_begun(
+    job_runner: JobRunner,
+) -> None:
+    begun = threading.Event()
+    received: list[CancellationToken] = []
+
+    def waits(payload: Greeting, token: CancellationToken) -> str:
+        """Says it has begun, then sleeps cooperatively."""
+        received.append(token)
+        begun.set()
+        if token.wait(30):
+            token.raise_if_cancelled()
+        return "woke up"
+
+    running = job_runner.start(make(waits), {"name": "ada"})
+    assert begun.wait(5)
+    assert not running.finished
+    assert not running.token.cancelled
+    running.cancel()
+    run = running.result()
+
+    run.assert_cancelled()
+    assert run.outcome.reason == "cancelled"
+    assert run.token_reason == "cancelled"
+    assert len(received) == 1
+    assert received[0] is running.token
+    assert running.finished
+    assert running.result() is run
+    assert run.duration < 5
+
+
+def test_cancel_with_reason_timeout_is_a_timed_out_attempt() -> None:
+    running = start_job(make(sleeper), {"name": "ada"})
+    running.cancel("timeout")
+    run = running.result()
+    run.assert_timed_out()
+    assert run.token_reason == "timeout"
+
+
+def test_the_grace_counts_from_the_cancel(release: threading.Event) -> None:
+    def slow_to_stop(payload: Greeting, token: CancellationToken) -> str:
+        """Takes a moment to clean up once its token fired."""
+        token.wait(30)
+        release.wait(0.05)
+        token.raise_if_cancelled()
+        return "never"
+
+    running = start_job(make(slow_to_stop), {"name": "ada"}, grace=0.2)
+    time.sleep(0.4)  # longer than the grace, before the token fires
+    running.cancel()
+    running.result().assert_cancelled()
+
+    def stubborn(payload: Greeting, token: CancellationToken) -> str:
+        """Ignores the token."""
+        release.wait(10)
+        return "done"
+
+    running = start_job(make(stubborn), {"name": "ada"}, grace=0.2)
+    time.sleep(0.4)
+    fired = time.monotonic()
+    running.cancel()
+    run = running.result()
+    assert 0.2 <= time.monotonic() - fired < 5
+    assert run.ignored_token
+    assert run.token_reason == "cancelled"
+
+
+def test_runs_lists_started_runs_once_waited_for_in_the_order_started(
+    job_runner: JobRunner,
+) -> None:
+    first = job_runner.start(make(greet), {"name": "first"})
+    second = job_runner.start(make(greet), {"name": "second"})
+    assert job_runner.runs == []
+
+    later = second.result()
+    assert job_runner.runs == [later]
+    earlier = first.result()
+    made = job_runner.run(make(greet), {"name": "third"})
+    assert job_runner.runs == [earlier, later, made]
+    assert first.result() is earlier
+    assert job_runner.runs == [earlier, later, made]
+
+
+def test_token_reason_says_whether_and_why_the_token_fired() -> None:
+    assert run_job(make(greet), {"name": "ada"}).token_reason is None
+    # The run ended before the cancel was due.
+    assert run_job(make(greet), {"name": "ada"}, cancel_after=5).token_reason is None
+    assert run_job(make(sleeper), {"name": "ada"}, cancel_after=0.05).token_reason == "cancelled"
+    assert run_job(make(sleeper), {"name": "ada"}, timeout=0.05).token_reason == "timeout"
+
+    def finishes_anyway(payload: Greeting, token: CancellationToken) -> str:
+        """Returns when its token fires instead of raising."""
+        token.wait(30)
+        return "finished anyway"
+
+    run = run_job(make(finishes_anyway), {"name": "ada"}, cancel_after=0.05)
+    run.assert_completed(result="finished anyway")
+    assert run.token_reason == "cancelled"
+
+
+def test_a_cancel_after_execute_returned_is_not_the_runs_token_reason() -> None:
+    returning = threading.Event()
+
+    def quick(payload: Greeting, token: CancellationToken) -> str:
+        """Returns at once."""
+        returning.set()
+        return "done"
+
+    running = start_job(make(quick), {"name": "ada"})
+    assert returning.wait(5)
+    time.sleep(0.2)  # generous: perform has a few steps left once execute returned
+    running.cancel()
+    run = running.result()
+
+    run.assert_completed(result="done")
+    assert run.token_reason is None
+    assert running.token.reason == "cancelled"
+
+
+def test_the_assertions_return_what_they_checked() -> None:
+    done = run_job(make(reply), {"name": "ada"})
+    assert done.assert_completed() == {"text": "ada", "at": [1, 2]}
+    assert done.assert_completed(result={"text": "ada", "at": [1, 2]})["at"] == [1, 2]
+
+    retried = run_job(make(broken), {"name": "ada"})
+    assert retried.assert_retried(error_type=ValueError) is retried.error
+    refused = run_job(make(refuses), {"name": "ada"})
+    assert refused.assert_failed(error_type=PermanentError).message == "never for ada"
+    timed_out = run_job(make(sleeper), {"name": "ada"}, timeout=0.05)
+    assert timed_out.assert_timed_out() is timed_out.error
+
+
 @pytest.mark.parametrize(
     ("options", "error"),
     [
         ({"attempt": 0}, ValueError),
         ({"attempt": 4}, ValueError),
         ({"attempt": 1.0}, TypeError),
+        ({"attempt": 4, "max_attempts": 3}, ValueError),
+        ({"max_attempts": 0}, ValueError),
+        ({"max_attempts": True}, TypeError),
+        ({"max_attempts": 2.0}, TypeError),
         ({"cancel_after": -1}, ValueError),
         ({"timeout": float("nan")}, ValueError),
         ({"grace": None}, TypeError),
@@ -309,6 +535,13 @@ def test_failure_messages_say_what_happened() -> None:
 def test_bad_options_are_refused(options: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
         run_job(make(greet), {"name": "ada"}, **options)
+
+
+def test_a_timeout_of_zero_is_refused() -> None:
+    # A job's timeout counts from the start of the attempt; cancel_after=0 is the way to
+    # fire the token before execute starts.
+    with pytest.raises(ValueError, match=r"timeout must be more than 0 seconds, or None"):
+        run_job(make(greet), {"name": "ada"}, timeout=0)
 
 
 # --- check_distribution --------------------------------------------------------

@@ -26,7 +26,8 @@ import docker.errors
 import pytest
 from orchestrator_container.runner import LABEL_JOB
 
-from orchestrator_core import CancellationToken
+from orchestrator_core import JobType
+from orchestrator_core.testing import check_distribution
 
 # The engine code lives in the repository's tests/, which is on sys.path only when a
 # test from there was collected first.
@@ -158,11 +159,19 @@ def image(engine: Engine) -> str:
     return IMAGE
 
 
+@pytest.fixture(scope="session")
+def container() -> JobType:
+    """``container.run`` as the installed distribution registers it."""
+    [job_type] = check_distribution("orchestrator-container")
+    return job_type
+
+
 @pytest.fixture
-def token(engine: Engine) -> Iterator[CancellationToken]:
-    """A token with a job id of its own; afterwards, no container labelled with it may remain."""
+def job_id(engine: Engine) -> Iterator[str]:
+    """A job id of the test's own, for ``job_id=``; afterwards, no container labelled with it
+    may remain."""
     job_id = f"test-{uuid.uuid4().hex[:12]}"
-    yield CancellationToken(job_id, 1)
+    yield job_id
     leftovers = engine.client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
     for container in leftovers:
         container.remove(force=True)

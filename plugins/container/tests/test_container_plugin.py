@@ -8,7 +8,9 @@ from orchestrator_container import ContainerRunPayload
 from orchestrator_container.plugin import register_job_types
 from orchestrator_container.runner import run_container
 
-from orchestrator_core import load_plugins
+from orchestrator_core.testing import check_distribution
+
+DISTRIBUTION = "orchestrator-container"
 
 
 def test_registers_container_run_with_two_attempts_and_no_timeout() -> None:
@@ -22,14 +24,6 @@ def test_registers_container_run_with_two_attempts_and_no_timeout() -> None:
     assert job_type.description == inspect.getdoc(run_container)
 
 
-def test_the_entry_point_is_discovered_from_the_installed_distribution() -> None:
-    plugins = load_plugins(allow=["container"])
-
-    assert plugins.report.failed == (), (
-        "install the plugin first: pip install -e plugins/container",
-        plugins.report.failed,
-    )
-    assert set(plugins.job_types) == {"container.run"}
-    registered = plugins.job_types["container.run"]
-    assert registered.plugin.distribution == "orchestrator-container"
-    assert registered.plugin.value == "orchestrator_container.plugin"
+def test_the_distribution_registers_container_run_of_its_plugin_module() -> None:
+    found = {job_type.name: job_type.execute for job_type in check_distribution(DISTRIBUTION)}
+    assert found == {"container.run": run_container}

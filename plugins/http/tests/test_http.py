@@ -1,4 +1,4 @@
-"""``http.request`` against a real HTTP server on 127.0.0.1, classified as the worker does."""
+"""``http.request`` against a real HTTP server on 127.0.0.1, run by the kit as a worker would."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from orchestrator_http.plugin import register_job_types
 from orchestrator_http.request import http_request
 from pydantic import ValidationError
 
-from orchestrator_core import CancellationToken, JobType, State, load_plugins
-from orchestrator_core.attempt import Outcome, check_result, classify
+from orchestrator_core import JobType, PermanentError
+from orchestrator_core.testing import JobRun, JobRunner, check_distribution
 
 BIG = b'"' + b"a" * (1_048_576 - 2) + b'"'
 JSON_DOC = {"hello": "wörld", "n": [1, 2, 3], "none": None}
@@ -153,24 +152,17 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
-def job_type() -> JobType:
-    (jt,) = register_job_types()
-    return jt
+@pytest.fixture(scope="module")
+def http() -> JobType:
+    """``http.request`` as the installed distribution registers it."""
+    [job_type] = check_distribution("orchestrator-http")
+    return job_type
 
 
-def attempt(data: dict[str, Any], token: CancellationToken | None = None) -> Outcome:
-    """Validate ``data`` and run one attempt, naming its outcome exactly as the worker does."""
-    jt = job_type()
-    payload = jt.validate_payload(data)
-    return check_result(classify(jt, payload, token or CancellationToken("job-1", 1)))
-
-
-def completed(data: dict[str, Any]) -> dict[str, Any]:
-    outcome = attempt(data)
-    assert outcome.state is State.COMPLETED, outcome
-    assert outcome.error is None
-    result: dict[str, Any] = outcome.result
-    return result
+def slow_request(server: Server) -> tuple[str, threading.Event]:
+    """A URL of its own on /slow, and the event the server sets once its client hangs up."""
+    slow_id = uuid.uuid4().hex
+    return server.url(f"/slow?id={slow_id}"), server.abandoned_event(slow_id)
 
 
 def closed_port() -> int:
@@ -183,49 +175,59 @@ def closed_port() -> int:
 # --- Completed ---------------------------------------------------------------------
 
 
-def test_json_response_is_parsed_with_the_selected_headers(server: Server) -> None:
-    result = completed(
-        {"url": server.url("/json"), "result_headers": ["Content-Type", "X-CUSTOM", "X-Missing"]}
+def test_json_response_is_parsed_with_the_selected_headers(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    data = {"url": server.url("/json"), "result_headers": ["Content-Type", "X-CUSTOM", "X-Missing"]}
+    job_runner.run(http, data).assert_completed(
+        result={
+            "status": 200,
+            "headers": {"content-type": "application/json", "x-custom": "yes"},
+            "body": JSON_DOC,
+            "truncated": False,
+        }
     )
-    assert result == {
-        "status": 200,
-        "headers": {"content-type": "application/json", "x-custom": "yes"},
-        "body": JSON_DOC,
-        "truncated": False,
-    }
 
 
-def test_a_plus_json_media_type_is_parsed_too(server: Server) -> None:
-    assert completed({"url": server.url("/problem")})["body"] == {"title": "ok"}
+def test_a_plus_json_media_type_is_parsed_too(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    result = job_runner.run(http, {"url": server.url("/problem")}).assert_completed()
+    assert result["body"] == {"title": "ok"}
 
 
 @pytest.mark.parametrize(
     ("path", "body"),
     [("/text", "héllo wörld"), ("/latin1", "café"), ("/no-charset", "naïve")],
 )
-def test_text_is_decoded_with_the_response_charset(server: Server, path: str, body: str) -> None:
-    result = completed({"url": server.url(path)})
+def test_text_is_decoded_with_the_response_charset(
+    job_runner: JobRunner, http: JobType, server: Server, path: str, body: str
+) -> None:
+    result = job_runner.run(http, {"url": server.url(path)}).assert_completed()
     assert result["body"] == body
     assert result["headers"] == {"content-type": FIXED[path][1]}
     assert result["truncated"] is False
 
 
 @pytest.mark.parametrize("path", ["/bad-json", "/nan-json"])
-def test_a_body_labelled_json_that_is_not_is_kept_as_text(server: Server, path: str) -> None:
-    assert completed({"url": server.url(path)})["body"] == FIXED[path][2].decode()
+def test_a_body_labelled_json_that_is_not_is_kept_as_text(
+    job_runner: JobRunner, http: JobType, server: Server, path: str
+) -> None:
+    result = job_runner.run(http, {"url": server.url(path)}).assert_completed()
+    assert result["body"] == FIXED[path][2].decode()
 
 
-def test_json_body_is_sent_with_method_and_headers(server: Server) -> None:
+def test_json_body_is_sent_with_method_and_headers(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
     sent = {"a": [1, None, "ü"], "b": {"c": True}}
-    result = completed(
-        {
-            "method": "POST",
-            "url": server.url("/echo"),
-            "json": sent,
-            "headers": {"X-Token": "t-1", "X-Spaced": "  v  "},
-        }
-    )
-    echo = result["body"]
+    data = {
+        "method": "POST",
+        "url": server.url("/echo"),
+        "json": sent,
+        "headers": {"X-Token": "t-1", "X-Spaced": "  v  "},
+    }
+    echo = job_runner.run(http, data).assert_completed()["body"]
     assert echo["method"] == "POST"
     assert echo["headers"]["content-type"] == "application/json"
     assert echo["headers"]["x-token"] == "t-1"
@@ -234,214 +236,242 @@ def test_json_body_is_sent_with_method_and_headers(server: Server) -> None:
 
 
 @pytest.mark.parametrize("falsy", [0, False, "", [], {}])
-def test_a_falsy_json_body_is_still_sent(server: Server, falsy: Any) -> None:
-    echo = completed({"method": "PUT", "url": server.url("/echo"), "json": falsy})["body"]
+def test_a_falsy_json_body_is_still_sent(
+    job_runner: JobRunner, http: JobType, server: Server, falsy: Any
+) -> None:
+    data = {"method": "PUT", "url": server.url("/echo"), "json": falsy}
+    echo = job_runner.run(http, data).assert_completed()["body"]
     assert json.loads(echo["body"]) == falsy
 
 
-def test_text_body_is_sent_as_utf8_plain_text(server: Server) -> None:
-    echo = completed({"method": "PUT", "url": server.url("/echo"), "text": "héllo"})["body"]
+def test_text_body_is_sent_as_utf8_plain_text(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    data = {"method": "PUT", "url": server.url("/echo"), "text": "héllo"}
+    echo = job_runner.run(http, data).assert_completed()["body"]
     assert echo["method"] == "PUT"
     assert echo["body"] == "héllo"
     assert echo["headers"]["content-type"] == "text/plain; charset=utf-8"
 
 
-def test_a_content_type_header_overrides_the_text_default(server: Server) -> None:
-    echo = completed(
-        {
-            "method": "POST",
-            "url": server.url("/echo"),
-            "text": "<a/>",
-            "headers": {"content-TYPE": "application/xml"},
-        }
-    )["body"]
+def test_a_content_type_header_overrides_the_text_default(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    data = {
+        "method": "POST",
+        "url": server.url("/echo"),
+        "text": "<a/>",
+        "headers": {"content-TYPE": "application/xml"},
+    }
+    echo = job_runner.run(http, data).assert_completed()["body"]
     assert echo["headers"]["content-type"] == "application/xml"
     assert echo["body"] == "<a/>"
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE", "PATCH", "OPTIONS", "patch"])
-def test_each_method_is_sent(server: Server, method: str) -> None:
-    echo = completed({"method": method, "url": server.url("/echo")})["body"]
+def test_each_method_is_sent(
+    job_runner: JobRunner, http: JobType, server: Server, method: str
+) -> None:
+    data = {"method": method, "url": server.url("/echo")}
+    echo = job_runner.run(http, data).assert_completed()["body"]
     assert echo["method"] == method.upper()
     assert echo["body"] == ""
 
 
-def test_head_returns_headers_and_an_empty_body(server: Server) -> None:
-    result = completed({"method": "HEAD", "url": server.url("/json")})
-    assert result == {
-        "status": 200,
-        "headers": {"content-type": "application/json"},
-        "body": "",
-        "truncated": False,
-    }
+def test_head_returns_headers_and_an_empty_body(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    job_runner.run(http, {"method": "HEAD", "url": server.url("/json")}).assert_completed(
+        result={
+            "status": 200,
+            "headers": {"content-type": "application/json"},
+            "body": "",
+            "truncated": False,
+        }
+    )
 
 
-def test_accept_status_can_accept_a_404(server: Server) -> None:
-    result = completed({"url": server.url("/status/404"), "accept_status": [200, 404]})
+def test_accept_status_can_accept_a_404(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    data = {"url": server.url("/status/404"), "accept_status": [200, 404]}
+    result = job_runner.run(http, data).assert_completed()
     assert result["status"] == 404
     assert result["body"] == "status 404\n  body"
 
 
-def test_redirects_are_followed(server: Server) -> None:
-    result = completed({"url": server.url("/redirect")})
+def test_redirects_are_followed(job_runner: JobRunner, http: JobType, server: Server) -> None:
+    result = job_runner.run(http, {"url": server.url("/redirect")}).assert_completed()
     assert (result["status"], result["body"]) == (200, JSON_DOC)
 
 
 # --- Body cap --------------------------------------------------------------------------
 
 
-def test_a_big_body_is_cut_at_the_cap(server: Server) -> None:
-    result = completed({"url": server.url("/big"), "max_body_bytes": 1000})
+def test_a_big_body_is_cut_at_the_cap(job_runner: JobRunner, http: JobType, server: Server) -> None:
+    data = {"url": server.url("/big"), "max_body_bytes": 1000}
+    result = job_runner.run(http, data).assert_completed()
     assert result["truncated"] is True
     # Cut JSON is not parsed: the first 1000 bytes come back as text.
     assert result["body"] == '"' + "a" * 999
     assert len(result["body"].encode()) <= 1000
 
 
-def test_a_body_of_exactly_the_cap_is_whole(server: Server) -> None:
+def test_a_body_of_exactly_the_cap_is_whole(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
     size = len(FIXED["/json"][2])
-    assert completed({"url": server.url("/json"), "max_body_bytes": size})["body"] == JSON_DOC
-    result = completed({"url": server.url("/json"), "max_body_bytes": size - 1})
+    whole = {"url": server.url("/json"), "max_body_bytes": size}
+    assert job_runner.run(http, whole).assert_completed()["body"] == JSON_DOC
+    cut = {"url": server.url("/json"), "max_body_bytes": size - 1}
+    result = job_runner.run(http, cut).assert_completed()
     assert result["truncated"] is True
     assert result["body"] == FIXED["/json"][2][: size - 1].decode()
 
 
-def test_a_character_split_by_the_cap_is_dropped(server: Server) -> None:
+def test_a_character_split_by_the_cap_is_dropped(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
     # "héllo": the cap falls inside the two bytes of "é".
-    result = completed({"url": server.url("/text"), "max_body_bytes": 2})
+    data = {"url": server.url("/text"), "max_body_bytes": 2}
+    result = job_runner.run(http, data).assert_completed()
     assert (result["body"], result["truncated"]) == ("h", True)
 
 
 # --- Failed for good -------------------------------------------------------------------
 
 
-def test_a_404_fails_for_good_with_the_status_and_an_excerpt(server: Server) -> None:
-    outcome = attempt({"url": server.url("/status/404")})
-    assert outcome.state is State.FAILED
-    assert outcome.error is not None
-    assert outcome.error.type == "PermanentError"
-    assert outcome.error.retryable is False
-    assert outcome.error.message == (
+def test_a_404_fails_for_good_with_the_status_and_an_excerpt(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    run = job_runner.run(http, {"url": server.url("/status/404")})
+
+    error = run.assert_failed(error_type=PermanentError, retryable=False)
+    assert error.message == (
         f"GET {server.url('/status/404')} answered 404 Not Found: status 404 body"
     )
 
 
-def test_a_2xx_outside_accept_status_fails_for_good(server: Server) -> None:
-    outcome = attempt({"url": server.url("/json"), "accept_status": [201]})
-    assert outcome.state is State.FAILED
-    assert outcome.error is not None
-    assert outcome.error.type == "PermanentError"
-    assert "answered 200 OK" in outcome.error.message
+def test_a_2xx_outside_accept_status_fails_for_good(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    run = job_runner.run(http, {"url": server.url("/json"), "accept_status": [201]})
+
+    error = run.assert_failed(error_type=PermanentError, retryable=False)
+    assert "answered 200 OK" in error.message
 
 
-def test_a_redirect_not_followed_fails_for_good(server: Server) -> None:
-    outcome = attempt({"url": server.url("/redirect"), "follow_redirects": False})
-    assert outcome.state is State.FAILED
-    assert outcome.error is not None
-    assert outcome.error.type == "PermanentError"
-    assert "answered 302 Found (not followed: follow_redirects is false)" in outcome.error.message
+def test_a_redirect_not_followed_fails_for_good(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    run = job_runner.run(http, {"url": server.url("/redirect"), "follow_redirects": False})
+
+    error = run.assert_failed(error_type=PermanentError, retryable=False)
+    assert "answered 302 Found (not followed: follow_redirects is false)" in error.message
 
 
-def test_credentials_in_the_url_stay_out_of_the_error(server: Server) -> None:
+def test_credentials_in_the_url_stay_out_of_the_error(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
     url = server.url("/status/404").replace("http://", "http://user:s3cret@")
-    outcome = attempt({"url": url})
-    assert outcome.error is not None
-    assert "s3cret" not in outcome.error.message
-    assert server.url("/status/404") in outcome.error.message
+    run = job_runner.run(http, {"url": url})
+
+    assert run.error is not None
+    assert "s3cret" not in run.error.message
+    assert server.url("/status/404") in run.error.message
 
 
 # --- Failed attempts, retried -------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [408, 429])
-def test_try_later_statuses_are_retried(server: Server, status: int) -> None:
-    outcome = attempt({"url": server.url(f"/status/{status}")})
-    assert outcome.state is State.RETRYING
-    assert outcome.error is not None
-    assert (outcome.error.type, outcome.error.retryable) == ("TryLaterError", True)
-    assert f"answered {status}" in outcome.error.message
+def test_try_later_statuses_are_retried(
+    job_runner: JobRunner, http: JobType, server: Server, status: int
+) -> None:
+    run = job_runner.run(http, {"url": server.url(f"/status/{status}")})
+
+    error = run.assert_retried(error_type="TryLaterError")
+    assert f"answered {status}" in error.message
 
 
-def test_a_503_is_a_failed_attempt_to_retry(server: Server) -> None:
-    outcome = attempt({"method": "POST", "url": server.url("/status/503"), "text": "x"})
-    assert outcome.state is State.RETRYING
-    assert outcome.error is not None
-    assert outcome.error.type == "ServerError"
-    assert outcome.error.retryable is True
-    assert outcome.error.message == (
+def test_a_503_is_a_failed_attempt_to_retry(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    run = job_runner.run(http, {"method": "POST", "url": server.url("/status/503"), "text": "x"})
+
+    error = run.assert_retried(error_type="ServerError")
+    assert error.message == (
         f"POST {server.url('/status/503')} answered 503 Service Unavailable: status 503 body"
     )
 
 
-def test_connection_refused_is_a_failed_attempt_to_retry() -> None:
+def test_connection_refused_is_a_failed_attempt_to_retry(
+    job_runner: JobRunner, http: JobType
+) -> None:
     url = f"http://127.0.0.1:{closed_port()}/json"
-    outcome = attempt({"url": url, "timeout": 5})
-    assert outcome.state is State.RETRYING
-    assert outcome.error is not None
-    assert outcome.error.type == "RequestError"
-    assert outcome.error.retryable is True
-    assert outcome.error.message.startswith(f"GET {url} failed: ConnectError")
+    run = job_runner.run(http, {"url": url, "timeout": 5})
+
+    error = run.assert_retried(error_type="RequestError")
+    assert error.message.startswith(f"GET {url} failed: ConnectError")
 
 
-def test_a_request_timeout_is_a_failed_attempt_and_hangs_up(server: Server) -> None:
-    slow_id = uuid.uuid4().hex
-    started = time.monotonic()
-    outcome = attempt({"url": server.url(f"/slow?id={slow_id}"), "timeout": 0.3})
-    elapsed = time.monotonic() - started
+def test_a_request_timeout_is_a_failed_attempt_and_hangs_up(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    url, abandoned = slow_request(server)
+    run = job_runner.run(http, {"url": url, "timeout": 0.3})
 
-    assert outcome.state is State.RETRYING
-    assert outcome.error is not None
-    assert outcome.error.type == "RequestError"
-    assert outcome.error.retryable is True
-    assert outcome.error.message.startswith(f"GET {server.url(f'/slow?id={slow_id}')} timed out")
-    assert "0.3 s" in outcome.error.message
-    assert elapsed < 5  # generous: the server would answer after 10 s
-    assert server.abandoned_event(slow_id).wait(5), "the server never saw the connection close"
+    error = run.assert_retried(error_type="RequestError")
+    assert error.message.startswith(f"GET {url} timed out")
+    assert "0.3 s" in error.message
+    assert run.duration < 5  # generous: the server would answer after 10 s
+    assert abandoned.wait(5), "the server never saw the connection close"
 
 
 # --- Cancellation and the job's timeout --------------------------------------------
 
 
-def run_slow_and_fire(server: Server, reason: str) -> tuple[Outcome, float, str]:
-    slow_id = uuid.uuid4().hex
-    token = CancellationToken("job-1", 1)
-    timer = threading.Timer(0.2, token.cancel, args=(reason,))
-    started = time.monotonic()
-    timer.start()
-    try:
-        outcome = attempt({"url": server.url(f"/slow?id={slow_id}")}, token)
-        elapsed = time.monotonic() - started
-    finally:
-        timer.cancel()
-        timer.join()
-    return outcome, elapsed, slow_id
+def fire_during_a_slow_request(
+    job_runner: JobRunner,
+    http: JobType,
+    server: Server,
+    *,
+    cancel_after: float | None = None,
+    timeout: float | None = None,
+) -> JobRun:
+    """Request a URL that answers after 10 s and fire the token 0.2 s in: the attempt must
+    end within a second, and the server see the connection close."""
+    url, abandoned = slow_request(server)
+    run = job_runner.run(http, {"url": url}, cancel_after=cancel_after, timeout=timeout)
+    assert run.duration < 1.0, run.describe()
+    assert abandoned.wait(5), "the server never saw the connection close"
+    return run
 
 
-def test_cancel_aborts_the_request_and_closes_the_connection(server: Server) -> None:
-    outcome, elapsed, slow_id = run_slow_and_fire(server, "cancelled")
+def test_cancel_aborts_the_request_and_closes_the_connection(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    run = fire_during_a_slow_request(job_runner, http, server, cancel_after=0.2)
 
-    assert outcome.state is State.CANCELLED
-    assert outcome.error is None
-    assert elapsed < 1.0  # the cancel fires at 0.2 s; the server would answer at 10 s
-    assert server.abandoned_event(slow_id).wait(5), "the server never saw the connection close"
-
-
-def test_the_job_timeout_is_a_failed_attempt(server: Server) -> None:
-    outcome, elapsed, slow_id = run_slow_and_fire(server, "timeout")
-
-    assert outcome.state is State.RETRYING
-    assert outcome.reason == "timeout"
-    assert outcome.error is not None
-    assert (outcome.error.type, outcome.error.retryable) == ("Timeout", True)
-    assert elapsed < 1.0
-    assert server.abandoned_event(slow_id).wait(5), "the server never saw the connection close"
+    run.assert_cancelled()
+    assert run.error is None
 
 
-def test_a_token_fired_before_the_start_cancels_at_once(server: Server) -> None:
-    token = CancellationToken("job-1", 1)
-    token.cancel()
-    outcome = attempt({"url": server.url(f"/slow?id={uuid.uuid4().hex}")}, token)
-    assert outcome.state is State.CANCELLED
+def test_the_job_timeout_is_a_failed_attempt(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    run = fire_during_a_slow_request(job_runner, http, server, timeout=0.2)
+
+    run.assert_timed_out()
+    run.assert_retried(error_type="Timeout")
+    assert run.outcome.reason == "timeout"
+
+
+def test_a_token_fired_before_the_start_cancels_at_once(
+    job_runner: JobRunner, http: JobType, server: Server
+) -> None:
+    url, _ = slow_request(server)
+    job_runner.run(http, {"url": url}, cancel_after=0).assert_cancelled()
 
 
 # --- Payload validation and declaration ---------------------------------------------
@@ -471,13 +501,15 @@ def test_a_token_fired_before_the_start_cancels_at_once(server: Server) -> None:
         ({}, "Field required"),
     ],
 )
-def test_bad_payloads_are_rejected(data: dict[str, Any], message: str) -> None:
+def test_bad_payloads_are_rejected(
+    job_runner: JobRunner, http: JobType, data: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ValidationError, match=message):
-        job_type().validate_payload(data)
+        job_runner.run(http, data)
 
 
-def test_payload_defaults_and_normalisation() -> None:
-    payload = job_type().validate_payload(
+def test_payload_defaults_and_normalisation(http: JobType) -> None:
+    payload = http.validate_payload(
         {"url": "https://example.com", "method": "post", "result_headers": ["X-A", "x-a", "ETag"]}
     )
     assert payload.model_dump(by_alias=True) == {
@@ -492,34 +524,27 @@ def test_payload_defaults_and_normalisation() -> None:
         "max_body_bytes": 65_536,
         "follow_redirects": True,
     }
-    defaults = job_type().validate_payload({"url": "http://x"})
+    defaults = http.validate_payload({"url": "http://x"})
     assert defaults.model_dump()["result_headers"] == ["content-type"]
 
 
-def test_every_payload_field_is_described() -> None:
-    properties = job_type().payload_schema()["properties"]
+def test_every_payload_field_is_described(http: JobType) -> None:
+    properties = http.payload_schema()["properties"]
     assert set(properties) >= {"method", "url", "json", "text", "accept_status", "timeout"}
     for name, schema in properties.items():
         assert schema.get("description"), name
 
 
-def test_declaration() -> None:
-    jt = job_type()
-    assert jt.name == "http.request"
-    assert jt.is_async
-    assert (jt.max_attempts, jt.retry_backoff, jt.retry_backoff_max) == (3, 1.0, 30.0)
-    assert jt.timeout is None
-    assert jt.description == inspect.getdoc(http_request)
+def test_declaration(http: JobType) -> None:
+    assert http.name == "http.request"
+    assert http.is_async
+    assert (http.max_attempts, http.retry_backoff, http.retry_backoff_max) == (3, 1.0, 30.0)
+    assert http.timeout is None
+    assert http.description == inspect.getdoc(http_request)
 
 
-def test_the_entry_point_is_discovered_from_the_installed_distribution() -> None:
-    plugins = load_plugins(allow=["http"])
-
-    assert plugins.report.failed == (), (
-        "install the plugin first: pip install -e plugins/http",
-        plugins.report.failed,
-    )
-    assert set(plugins.job_types) == {"http.request"}
-    registered = plugins.job_types["http.request"]
-    assert registered.plugin.distribution == "orchestrator-http"
-    assert registered.plugin.value == "orchestrator_http.plugin"
+def test_the_distribution_registers_http_request_of_its_plugin_module() -> None:
+    found = {
+        job_type.name: job_type.execute for job_type in check_distribution("orchestrator-http")
+    }
+    assert found == {"http.request": http_request}

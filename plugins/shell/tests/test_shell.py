@@ -1,4 +1,4 @@
-"""``shell.run`` with real processes, classified as the worker does (no Redis, no broker)."""
+"""``shell.run`` with real processes, run by the kit as a worker would (no Redis, no broker)."""
 
 from __future__ import annotations
 
@@ -6,52 +6,30 @@ import inspect
 import os
 import pickle
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator_shell import CommandFailed, CommandTimeout
-from orchestrator_shell.plugin import register_job_types
+from orchestrator_shell import CommandFailed, CommandTimeout, plugin
 from pydantic import ValidationError
 
-from orchestrator_core import CancellationToken, JobType, State, load_plugins
-from orchestrator_core.attempt import Outcome, check_result, classify
+from orchestrator_core import JobType, PermanentError, State
+from orchestrator_core.testing import JobRunner, check_distribution
 
 PY = sys.executable
 
 
-def job_type() -> JobType:
-    (jt,) = register_job_types()
-    return jt
-
-
-def attempt(data: dict[str, Any], token: CancellationToken | None = None) -> Outcome:
-    """Validate ``data`` and run one attempt, named as the worker names it."""
-    jt = job_type()
-    payload = jt.validate_payload(data)
-    return check_result(classify(jt, payload, token or CancellationToken("job-1", 1)))
+@pytest.fixture(scope="module")
+def shell() -> JobType:
+    """``shell.run`` as the installed distribution registers it."""
+    [job_type] = check_distribution("orchestrator-shell")
+    return job_type
 
 
 def py(code: str, **fields: Any) -> dict[str, Any]:
     return {"argv": [PY, "-c", code], **fields}
-
-
-@contextmanager
-def fire_after(
-    token: CancellationToken, seconds: float, reason: str = "cancelled"
-) -> Iterator[None]:
-    timer = threading.Timer(seconds, token.cancel, args=(reason,))
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -111,181 +89,193 @@ def assert_no_orphans(pids_file: Path) -> None:
 SPAWN = 'echo $$ > "$0"; sleep 60 & echo $! >> "$0"; sleep 60 & echo $! >> "$0"; '
 
 
-def test_success_returns_the_exit_code_and_both_tails() -> None:
+def test_success_returns_the_exit_code_and_both_tails(
+    job_runner: JobRunner, shell: JobType
+) -> None:
     code = "import sys; print('out'); print('err', file=sys.stderr)"
 
-    outcome = attempt(py(code))
+    run = job_runner.run(shell, py(code))
 
-    assert outcome.state is State.COMPLETED
-    assert outcome.result == {
-        "exit_code": 0,
-        "stdout": "out\n",
-        "stderr": "err\n",
-        "stdout_truncated": False,
-        "stderr_truncated": False,
-    }
+    run.assert_completed(
+        result={
+            "exit_code": 0,
+            "stdout": "out\n",
+            "stderr": "err\n",
+            "stdout_truncated": False,
+            "stderr_truncated": False,
+        }
+    )
 
 
-def test_a_megabyte_of_output_keeps_only_the_tail() -> None:
+def test_a_megabyte_of_output_keeps_only_the_tail(job_runner: JobRunner, shell: JobType) -> None:
     code = "import sys; sys.stdout.write('x' * 1_048_576 + 'END'); sys.stderr.write('e' * 50)"
 
-    outcome = attempt(py(code, tail_bytes=100))
+    run = job_runner.run(shell, py(code, tail_bytes=100))
 
-    assert outcome.state is State.COMPLETED
-    assert outcome.result["stdout"] == "x" * 97 + "END"
-    assert outcome.result["stdout_truncated"] is True
-    assert outcome.result["stderr"] == "e" * 50
-    assert outcome.result["stderr_truncated"] is False
-
-
-def test_tail_bytes_zero_keeps_nothing_and_says_so() -> None:
-    outcome = attempt(py("print('hello')", tail_bytes=0))
-
-    assert outcome.state is State.COMPLETED
-    assert (outcome.result["stdout"], outcome.result["stdout_truncated"]) == ("", True)
-    assert (outcome.result["stderr"], outcome.result["stderr_truncated"]) == ("", False)
+    result = run.assert_completed()
+    assert result["stdout"] == "x" * 97 + "END"
+    assert result["stdout_truncated"] is True
+    assert result["stderr"] == "e" * 50
+    assert result["stderr_truncated"] is False
 
 
-def test_output_is_decoded_as_utf8_without_a_half_character_at_the_cut() -> None:
+def test_tail_bytes_zero_keeps_nothing_and_says_so(job_runner: JobRunner, shell: JobType) -> None:
+    run = job_runner.run(shell, py("print('hello')", tail_bytes=0))
+
+    result = run.assert_completed()
+    assert (result["stdout"], result["stdout_truncated"]) == ("", True)
+    assert (result["stderr"], result["stderr_truncated"]) == ("", False)
+
+
+def test_output_is_decoded_as_utf8_without_a_half_character_at_the_cut(
+    job_runner: JobRunner, shell: JobType
+) -> None:
     # 'é' is two bytes, so a 101-byte tail starts in the middle of one.
     code = "import sys; sys.stdout.buffer.write('é'.encode() * 1000 + b'\\xff!')"
 
-    outcome = attempt(py(code, tail_bytes=101))
+    run = job_runner.run(shell, py(code, tail_bytes=101))
 
-    assert outcome.result["stdout"] == "é" * 49 + "\ufffd!"
+    result = run.assert_completed()
+    assert result["stdout"] == "é" * 49 + "\ufffd!"
 
 
-def test_env_is_added_to_the_workers_and_cwd_is_honoured(tmp_path: Path) -> None:
+def test_env_is_added_to_the_workers_and_cwd_is_honoured(
+    job_runner: JobRunner, shell: JobType, tmp_path: Path
+) -> None:
     code = "import os; print(os.environ['SHELL_TEST_VAR'], 'PATH' in os.environ, os.getcwd())"
 
-    outcome = attempt(py(code, env={"SHELL_TEST_VAR": "a value"}, cwd=str(tmp_path)))
+    run = job_runner.run(shell, py(code, env={"SHELL_TEST_VAR": "a value"}, cwd=str(tmp_path)))
 
-    assert outcome.state is State.COMPLETED
-    assert outcome.result["stdout"] == f"a value True {tmp_path.resolve()}\n"
+    result = run.assert_completed()
+    assert result["stdout"] == f"a value True {tmp_path.resolve()}\n"
 
 
-def test_a_relative_program_is_found_from_cwd(tmp_path: Path) -> None:
+def test_a_relative_program_is_found_from_cwd(
+    job_runner: JobRunner, shell: JobType, tmp_path: Path
+) -> None:
     script = tmp_path / "hello.sh"
     script.write_text("#!/bin/sh\necho hello from $(basename $(pwd))\n")
     script.chmod(0o755)
 
-    outcome = attempt({"argv": ["./hello.sh"], "cwd": str(tmp_path)})
+    run = job_runner.run(shell, {"argv": ["./hello.sh"], "cwd": str(tmp_path)})
 
-    assert outcome.result["stdout"] == f"hello from {tmp_path.name}\n"
+    result = run.assert_completed()
+    assert result["stdout"] == f"hello from {tmp_path.name}\n"
 
 
-def test_stdin_is_passed_and_closed() -> None:
+def test_stdin_is_passed_and_closed(job_runner: JobRunner, shell: JobType) -> None:
     code = "import sys; data = sys.stdin.read(); print(len(data), data.splitlines()[-1])"
 
-    outcome = attempt(py(code, stdin="first\nlast line ✓\n"))
+    given = job_runner.run(shell, py(code, stdin="first\nlast line ✓\n")).assert_completed()
+    none = job_runner.run(shell, py(code.replace("[-1]", ""))).assert_completed()
 
-    assert outcome.result["stdout"] == "18 last line ✓\n"
-    assert attempt(py(code.replace("[-1]", ""))).result["stdout"] == "0 []\n"
-
-
-def test_large_stdin_that_the_command_never_reads_does_not_hang() -> None:
-    started = time.monotonic()
-
-    outcome = attempt(py("pass", stdin="x" * 4_000_000))
-
-    assert outcome.state is State.COMPLETED
-    assert time.monotonic() - started < 5
+    assert given["stdout"] == "18 last line ✓\n"
+    assert none["stdout"] == "0 []\n"
 
 
-def test_no_shell_expands_the_arguments() -> None:
-    outcome = attempt({"argv": ["echo", "$HOME", "*", "a;b"]})
+def test_large_stdin_that_the_command_never_reads_does_not_hang(
+    job_runner: JobRunner, shell: JobType
+) -> None:
+    run = job_runner.run(shell, py("pass", stdin="x" * 4_000_000))
 
-    assert outcome.result["stdout"] == "$HOME * a;b\n"
-
-
-def test_a_non_zero_exit_is_a_failed_attempt_naming_the_code_and_stderr() -> None:
-    outcome = attempt({"argv": ["sh", "-c", "echo noise >&2; echo 'the real problem' >&2; exit 3"]})
-
-    assert outcome.state is State.RETRYING
-    assert outcome.reason == "attempt failed"
-    assert outcome.error is not None
-    assert outcome.error.type == "CommandFailed"
-    assert outcome.error.retryable is True
-    assert "'sh' exited with code 3" in outcome.error.message
-    assert outcome.error.message.endswith("noise\nthe real problem")
+    run.assert_completed()
+    assert run.duration < 5
 
 
-def test_a_command_ended_by_a_signal_names_the_signal() -> None:
-    outcome = attempt({"argv": ["sh", "-c", "kill -KILL $$"]})
+def test_no_shell_expands_the_arguments(job_runner: JobRunner, shell: JobType) -> None:
+    run = job_runner.run(shell, {"argv": ["echo", "$HOME", "*", "a;b"]})
 
-    assert outcome.state is State.RETRYING
-    assert outcome.error is not None
-    assert outcome.error.message == "'sh' was ended by SIGKILL (no standard error)"
+    result = run.assert_completed()
+    assert result["stdout"] == "$HOME * a;b\n"
+
+
+def test_a_non_zero_exit_is_a_failed_attempt_naming_the_code_and_stderr(
+    job_runner: JobRunner, shell: JobType
+) -> None:
+    data = {"argv": ["sh", "-c", "echo noise >&2; echo 'the real problem' >&2; exit 3"]}
+
+    run = job_runner.run(shell, data)
+
+    # shell.run has one attempt, so the failure is final though retryable: a client that
+    # asks for more attempts gets it retried.
+    error = run.assert_failed(error_type=CommandFailed, retryable=True)
+    assert run.outcome.reason == "attempts exhausted: attempt failed"
+    assert "'sh' exited with code 3" in error.message
+    assert error.message.endswith("noise\nthe real problem")
+    retried = job_runner.run(shell, data, max_attempts=2)
+    retried.assert_retried(error_type=CommandFailed)
+    assert retried.outcome.reason == "attempt failed"
+
+
+def test_a_command_ended_by_a_signal_names_the_signal(
+    job_runner: JobRunner, shell: JobType
+) -> None:
+    run = job_runner.run(shell, {"argv": ["sh", "-c", "kill -KILL $$"]})
+
+    error = run.assert_failed(error_type=CommandFailed, retryable=True)
+    assert error.message == "'sh' was ended by SIGKILL (no standard error)"
 
 
 @pytest.mark.parametrize("kind", ["missing", "not executable"])
-def test_a_program_that_cannot_run_fails_without_retry(tmp_path: Path, kind: str) -> None:
+def test_a_program_that_cannot_run_fails_without_retry(
+    job_runner: JobRunner, shell: JobType, tmp_path: Path, kind: str
+) -> None:
     program = tmp_path / "prog"
     if kind == "not executable":
         program.write_text("#!/bin/sh\necho hi\n")
 
-    outcome = attempt({"argv": [str(program)]})
+    run = job_runner.run(shell, {"argv": [str(program)]})
 
-    assert outcome.state is State.FAILED
-    assert outcome.error is not None
-    assert outcome.error.type == "PermanentError"
-    assert outcome.error.retryable is False
-    assert str(program) in outcome.error.message
+    error = run.assert_failed(error_type=PermanentError, retryable=False)
+    assert str(program) in error.message
 
 
 @pytest.mark.parametrize("kind", ["missing", "a file"])
-def test_a_cwd_that_is_not_a_directory_fails_without_retry(tmp_path: Path, kind: str) -> None:
+def test_a_cwd_that_is_not_a_directory_fails_without_retry(
+    job_runner: JobRunner, shell: JobType, tmp_path: Path, kind: str
+) -> None:
     cwd = tmp_path / "cwd"
     if kind == "a file":
         cwd.write_text("")
 
-    outcome = attempt({"argv": ["true"], "cwd": str(cwd)})
+    run = job_runner.run(shell, {"argv": ["true"], "cwd": str(cwd)})
 
-    assert outcome.state is State.FAILED
-    assert outcome.error is not None
-    assert outcome.error.type == "PermanentError"
-    assert str(cwd) in outcome.error.message
+    error = run.assert_failed(error_type=PermanentError)
+    assert str(cwd) in error.message
 
 
-def test_the_payload_timeout_stops_the_command_and_fails_the_attempt() -> None:
-    started = time.monotonic()
+def test_the_payload_timeout_stops_the_command_and_fails_the_attempt(
+    job_runner: JobRunner, shell: JobType
+) -> None:
+    run = job_runner.run(shell, {"argv": ["sleep", "30"], "timeout": 0.3})
 
-    outcome = attempt({"argv": ["sleep", "30"], "timeout": 0.3})
-
-    elapsed = time.monotonic() - started
-    assert outcome.state is State.RETRYING
-    assert outcome.error is not None
-    assert outcome.error.type == "CommandTimeout"
-    assert outcome.error.message == "'sleep' ran past its 0.3 s timeout and was stopped"
-    assert 0.3 <= elapsed < 2
+    error = run.assert_failed(error_type=CommandTimeout, retryable=True)
+    assert error.message == "'sleep' ran past its 0.3 s timeout and was stopped"
+    assert 0.3 <= run.duration < 2
+    assert run.token_reason is None
 
 
-def test_cancel_stops_a_running_command_promptly() -> None:
-    token = CancellationToken("job-1", 1)
-    started = time.monotonic()
-    with fire_after(token, 0.2):
-        outcome = attempt({"argv": ["sleep", "30"]}, token)
-    elapsed = time.monotonic() - started
+def test_cancel_stops_a_running_command_promptly(job_runner: JobRunner, shell: JobType) -> None:
+    run = job_runner.run(shell, {"argv": ["sleep", "30"]}, cancel_after=0.2)
 
-    assert outcome.state is State.CANCELLED
-    assert elapsed < 0.2 + 0.8  # a missed wake-up would take the whole 30 s
+    run.assert_cancelled()
+    assert run.duration < 0.2 + 0.8  # a missed wake-up would take the whole 30 s
 
 
-def test_a_command_ignoring_sigterm_is_killed_after_the_grace() -> None:
-    token = CancellationToken("job-1", 1)
-    started = time.monotonic()
-    with fire_after(token, 0.2):
-        outcome = attempt(
-            {"argv": ["sh", "-c", 'trap "" TERM; sleep 30'], "kill_grace": 0.5}, token
-        )
-    elapsed = time.monotonic() - started
+def test_a_command_ignoring_sigterm_is_killed_after_the_grace(
+    job_runner: JobRunner, shell: JobType
+) -> None:
+    data = {"argv": ["sh", "-c", 'trap "" TERM; sleep 30'], "kill_grace": 0.5}
 
-    assert outcome.state is State.CANCELLED
-    assert 0.2 + 0.5 <= elapsed < 0.2 + 0.5 + 1
+    # The kit's grace is made long so the bound below, not the kit, judges the kill_grace.
+    run = job_runner.run(shell, data, cancel_after=0.2, grace=5)
+
+    run.assert_cancelled()
+    assert 0.2 + 0.5 <= run.duration < 0.2 + 0.5 + 1
 
 
 def test_the_grace_lets_a_background_process_finish_and_ends_when_the_group_has(
-    tmp_path: Path,
+    job_runner: JobRunner, shell: JobType, tmp_path: Path
 ) -> None:
     # The shell dies on SIGTERM at once; its child takes 0.3 s to clean up, then exits.
     ready, cleaned = tmp_path / "ready", tmp_path / "cleaned"
@@ -300,39 +290,35 @@ def test_the_grace_lets_a_background_process_finish_and_ends_when_the_group_has(
         "time.sleep(30)\n"
     )
     argv = ["sh", "-c", '"$0" -c "$1" "$2" "$3" & wait', PY, child, str(ready), str(cleaned)]
-    token = CancellationToken("job-1", 1)
-    with ThreadPoolExecutor(1) as pool:
-        future: Future[Outcome] = pool.submit(attempt, {"argv": argv, "kill_grace": 10}, token)
-        wait_for(ready.exists, "the child to be ready")
-        started = time.monotonic()
-        token.cancel()
-        outcome = future.result(timeout=15)
+    running = job_runner.start(shell, {"argv": argv, "kill_grace": 10}, grace=10)
+    wait_for(ready.exists, "the child to be ready")
+    started = time.monotonic()
+    running.cancel()
+    run = running.result()
     elapsed = time.monotonic() - started
 
-    assert outcome.state is State.CANCELLED
+    run.assert_cancelled()
     assert cleaned.read_text() == "clean"
     assert elapsed < 5  # far less than the 10 s grace: nothing was left to wait for
 
 
-def test_the_jobs_own_timeout_is_reported_as_a_timeout() -> None:
-    token = CancellationToken("job-1", 1)
-    with fire_after(token, 0.2, reason="timeout"):
-        outcome = attempt({"argv": ["sleep", "30"]}, token)
+def test_the_jobs_own_timeout_is_reported_as_a_timeout(
+    job_runner: JobRunner, shell: JobType
+) -> None:
+    run = job_runner.run(shell, {"argv": ["sleep", "30"]}, timeout=0.2)
 
-    assert outcome.state is State.RETRYING
-    assert outcome.reason == "timeout"
-    assert outcome.error is not None
-    assert outcome.error.type == "Timeout"
+    run.assert_timed_out()
+    run.assert_failed(error_type="Timeout", retryable=True)
 
 
-def test_a_token_fired_before_the_start_runs_nothing(tmp_path: Path) -> None:
+def test_a_token_fired_before_the_start_runs_nothing(
+    job_runner: JobRunner, shell: JobType, tmp_path: Path
+) -> None:
     marker = tmp_path / "ran"
-    token = CancellationToken("job-1", 1)
-    token.cancel()
 
-    outcome = attempt({"argv": ["touch", str(marker)]}, token)
+    run = job_runner.run(shell, {"argv": ["touch", str(marker)]}, cancel_after=0)
 
-    assert outcome.state is State.CANCELLED
+    run.assert_cancelled()
     assert not marker.exists()
 
 
@@ -340,31 +326,27 @@ def test_a_token_fired_before_the_start_runs_nothing(tmp_path: Path) -> None:
     ("end", "fields", "state"),
     [
         ("exit 0", {}, State.COMPLETED),
-        ("exit 4", {}, State.RETRYING),
-        ("wait", {"timeout": 0.5}, State.RETRYING),
+        ("exit 4", {}, State.FAILED),
+        ("wait", {"timeout": 0.5}, State.FAILED),
         ("wait", {}, State.CANCELLED),
     ],
     ids=["success", "failure", "timeout", "cancel"],
 )
 def test_no_process_of_the_group_outlives_the_job(
-    tmp_path: Path, end: str, fields: dict[str, Any], state: State
+    job_runner: JobRunner,
+    shell: JobType,
+    tmp_path: Path,
+    end: str,
+    fields: dict[str, Any],
+    state: State,
 ) -> None:
     pids = tmp_path / "pids"
-    data = {"argv": ["sh", "-c", SPAWN + end, str(pids)], **fields}
-    token = CancellationToken("job-1", 1)
-
-    def cancel_once_started() -> None:
+    running = job_runner.start(shell, {"argv": ["sh", "-c", SPAWN + end, str(pids)], **fields})
+    if state is State.CANCELLED:
         wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 3, "the pids")
-        token.cancel()
+        running.cancel()
 
-    canceller = threading.Thread(target=cancel_once_started)
-    if state is State.CANCELLED:
-        canceller.start()
-    outcome = attempt(data, token)
-    if state is State.CANCELLED:
-        canceller.join()
-
-    assert outcome.state is state
+    assert running.result().state is state
     assert_no_orphans(pids)
 
 
@@ -390,17 +372,17 @@ def test_no_process_of_the_group_outlives_the_job(
         {"argv": ["ls"], "kill_grace": 301},
     ],
 )
-def test_payload_validation_rejects_bad_input(data: dict[str, Any]) -> None:
+def test_payload_validation_rejects_bad_input(
+    job_runner: JobRunner, shell: JobType, data: dict[str, Any]
+) -> None:
     with pytest.raises(ValidationError):
-        job_type().validate_payload(data)
+        job_runner.run(shell, data)
 
 
-def test_the_job_type_and_its_schema() -> None:
-    jt = job_type()
-
-    assert (jt.name, jt.max_attempts, jt.timeout) == ("shell.run", 1, None)
-    assert jt.description == inspect.getdoc(jt.execute)
-    properties = jt.payload_schema()["properties"]
+def test_the_job_type_and_its_schema(shell: JobType) -> None:
+    assert (shell.name, shell.max_attempts, shell.timeout) == ("shell.run", 1, None)
+    assert shell.description == inspect.getdoc(shell.execute)
+    properties = shell.payload_schema()["properties"]
     assert set(properties) == {
         "argv",
         "env",
@@ -411,7 +393,7 @@ def test_the_job_type_and_its_schema() -> None:
         "stdin",
     }
     assert all(p.get("description") for p in properties.values())
-    assert jt.payload_schema()["additionalProperties"] is False
+    assert shell.payload_schema()["additionalProperties"] is False
 
 
 def test_the_errors_survive_pickling() -> None:
@@ -427,14 +409,8 @@ def test_the_errors_survive_pickling() -> None:
     )
 
 
-def test_the_entry_point_is_discovered_from_the_installed_distribution() -> None:
-    plugins = load_plugins(allow=["shell"])
-
-    assert plugins.report.failed == (), (
-        "install the plugin first: pip install -e plugins/shell",
-        plugins.report.failed,
-    )
-    assert set(plugins.job_types) == {"shell.run"}
-    registered = plugins.job_types["shell.run"]
-    assert registered.plugin.distribution == "orchestrator-shell"
-    assert registered.plugin.value == "orchestrator_shell.plugin"
+def test_the_distribution_registers_shell_run_of_its_plugin_module() -> None:
+    found = {
+        job_type.name: job_type.execute for job_type in check_distribution("orchestrator-shell")
+    }
+    assert found == {"shell.run": plugin.run}
