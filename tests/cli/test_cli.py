@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
-DISTS = Path(__file__).parent / "fixtures" / "dists"
+DISTS = Path(__file__).resolve().parent.parent / "fixtures" / "dists"
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ import pytest
 from cli.main import main
 from cli.scaffold import PluginNames, create_plugin, render
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
