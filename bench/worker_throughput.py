@@ -42,6 +42,7 @@ from typing import Any
 
 import redis
 
+from bench import cpu
 from bench.raw_celery import TASK_NAME, make_app
 from bench.service import (
     Service,
@@ -199,8 +200,17 @@ Probe = tuple[Callable[[int], None], Callable[[], int]]
 """``send(i)`` submits job i; ``finished()`` counts the jobs done since the probe was made."""
 
 
-def drain(start: Callable[[], WorkerProcess], probe: Probe, jobs: int, submitters: int) -> float:
-    """Jobs/s of a fresh worker working off ``jobs`` queued before it started.
+@dataclass(frozen=True)
+class Drain:
+    rate: float
+    """Jobs/s."""
+    cpu_ms: dict[str, float]
+    """CPU milliseconds per job by process group (the worker's tree, Redis, RabbitMQ)."""
+
+
+def drain(start: Callable[[], WorkerProcess], probe: Probe, jobs: int, submitters: int) -> Drain:
+    """Jobs/s of a fresh worker working off ``jobs`` queued before it started, and the CPU
+    each process group spent on them.
 
     The clock starts when the worker reports ready, so neither submitting nor the
     worker's start-up counts: this is the worker side alone.
@@ -213,11 +223,13 @@ def drain(start: Callable[[], WorkerProcess], probe: Probe, jobs: int, submitter
         raise RuntimeError("submitting failed") from submitter.error
     worker = start()
     worker.wait_ready()
+    groups = cpu.Groups(trees={"worker": worker.process.pid}, programs=cpu.SERVICES)
+    before = groups.read()
     began = time.perf_counter()
     ended = wait_until(
         lambda: finished() >= jobs, f"{jobs} drained jobs", drain_timeout(jobs), POLL_SECONDS
     )
-    return jobs / (ended - began)
+    return Drain(jobs / (ended - began), cpu.per_job_ms(before, groups.read(), jobs))
 
 
 def our_probe(store: JobStore, publisher: Publisher, echo: JobType) -> Probe:
@@ -376,8 +388,8 @@ class Figures:
     concurrency: int
     ours: list[Throughput]
     raw: list[Throughput]
-    our_drain: list[float]
-    raw_drain: list[float]
+    our_drain: list[Drain]
+    raw_drain: list[Drain]
     """Jobs/s of a fresh worker working off a queued backlog: the worker side alone."""
     commands: Commands
     cancels_ms: list[float]
@@ -455,8 +467,8 @@ def measure_all(options: argparse.Namespace, run: Run, workers: list[WorkerProce
     worker.stop()
     raw_worker.stop()
 
-    our_drains: list[float] = []
-    raw_drains: list[float] = []
+    our_drains: list[Drain] = []
+    raw_drains: list[Drain] = []
     for round_ in range(options.rounds):
         our_drains.append(
             drain(start_ours, our_probe(run.store, run.publisher, echo), jobs, submitters)
@@ -465,8 +477,8 @@ def measure_all(options: argparse.Namespace, run: Run, workers: list[WorkerProce
         raw_drains.append(drain(start_raw, raw_probe(run.raw_app, run.client), jobs, submitters))
         workers[-1].stop()
         print(
-            f"drain {round_ + 1}: ours {our_drains[-1]:6.1f} jobs/s, "
-            f"raw celery {raw_drains[-1]:6.1f} jobs/s"
+            f"drain {round_ + 1}: ours {our_drains[-1].rate:6.1f} jobs/s, "
+            f"raw celery {raw_drains[-1].rate:6.1f} jobs/s"
         )
     commands = Commands.between(before, after, polls=mine[0].polls)
     return Figures(
@@ -492,7 +504,13 @@ def report(figures: Figures) -> None:
     rounds = len(mine)
     print(f"medians of {rounds} alternating rounds (C={figures.concurrency}, N={jobs}):")
     side_by_side("throughput", [m.rate for m in mine], [t.rate for t in theirs])
-    side_by_side("drain only", figures.our_drain, figures.raw_drain)
+    side_by_side(
+        "drain only", [d.rate for d in figures.our_drain], [d.rate for d in figures.raw_drain]
+    )
+    order = ("worker", "redis", "rabbitmq")
+    for side, drains in (("ours", figures.our_drain), ("raw celery", figures.raw_drain)):
+        median = {g: statistics.median(d.cpu_ms[g] for d in drains) for g in order}
+        print(f"  drain CPU ms/job, {side:10s} {cpu.describe(median, order)}")
     side_by_side("submit only", [m.submit_rate for m in mine], [t.submit_rate for t in theirs])
     others = f" + {per_job(commands.top_level, jobs)}" if commands.top_level else ""
     print(f"round trips  ours {commands.evalsha / jobs:.2f} EVALSHA/job{others}")
