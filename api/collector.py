@@ -1,8 +1,9 @@
 """Prometheus collectors that read the deployment's figures at scrape time.
 
-The job figures are not counted in this process: the store script keeps them in Redis
-with each transition, whichever API or worker process made it (``metrics.py`` of the
-core), and the workers keep their heartbeats there too. A scrape of any one API
+The job figures are not counted in this process: they are folded in Redis from the
+event stream the store script appends to with each transition, whichever API or worker
+process made it (``telemetry/metrics.py``), and the workers keep their heartbeats there
+too. A scrape of any one API
 process therefore reports the whole deployment, each job counted once, and no worker
 needs to be scraped. See ``worker/heartbeat.py`` for why workers report through Redis
 rather than on ports of their own.
@@ -14,7 +15,6 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 
-import redis
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -26,8 +26,8 @@ from prometheus_client.registry import Collector
 from orchestrator_core.exceptions import StoreUnavailableError
 from orchestrator_core.plugins import LoadReport
 from orchestrator_core.states import State
+from orchestrator_core.store import JobStore
 from orchestrator_core.store.connection import redis_errors
-from orchestrator_core.store.keys import Keys
 from orchestrator_core.telemetry.heartbeats import WorkerBeat, live_workers
 from orchestrator_core.telemetry.metrics import HISTOGRAMS, Histogram, JobMetrics
 
@@ -46,10 +46,8 @@ class StoreCollector(Collector):
         theirs exists; types found in the counters are reported too.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, job_types: Iterable[str]) -> None:
-        self.redis = client
-        self.keys = keys
-        self.job_types = tuple(job_types)
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
 
     def describe(self) -> Iterable[Metric]:
         # Names only: registering must not read Redis.
@@ -72,21 +70,18 @@ class StoreCollector(Collector):
         ]
 
     def _read(self) -> tuple[JobMetrics, dict[tuple[str, State], int], list[WorkerBeat]]:
+        store = self.store
+        # Folded first, so the figures count every transition persisted before the scrape.
+        store.fold_metrics()
+        counts = store.counts()
         with redis_errors("reading the metrics"):
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hgetall(self.keys.metrics)
-            pipe.hgetall(self.keys.workers)
+            pipe = store.redis.pipeline(transaction=False)
+            pipe.hgetall(store.keys.metrics)
+            pipe.hgetall(store.keys.workers)
             pipe.time()
             raw_metrics, raw_workers, (seconds, micros) = pipe.execute()
-            metrics = JobMetrics.decode(raw_metrics)
-            types = sorted({*self.job_types, *(job_type for job_type, _ in metrics.transitions)})
-            series = [(job_type, state) for job_type in types for state in State]
-            pipe = self.redis.pipeline(transaction=False)
-            for job_type, state in series:
-                pipe.zcard(self.keys.index_type_state(job_type, state))
-            counts = pipe.execute()
         workers = live_workers(raw_workers, seconds + micros / 1_000_000)
-        return metrics, dict(zip(series, counts, strict=True)), workers
+        return JobMetrics.decode(raw_metrics), counts, workers
 
 
 class PluginCollector(Collector):

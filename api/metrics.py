@@ -67,7 +67,7 @@ class ApiMetrics:
             registry=None if directory else registry,
         )
         registry.register(PluginCollector(plugins.report))
-        registry.register(StoreCollector(store.redis, store.keys, plugins.job_types))
+        registry.register(StoreCollector(store))
         return cls(registry=registry, requests=requests, multiprocess=bool(directory))
 
     def render(self) -> bytes:

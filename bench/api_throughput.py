@@ -413,7 +413,7 @@ def main() -> None:
             healthz=healthz,
             post=post,
             warmup=warmup,
-            jobs_created=int(client.zcard(keys.index_all)),
+            jobs_created=int(client.get(keys.sequence) or 0),
         )
         print()
         print(log_summary(api))

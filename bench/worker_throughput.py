@@ -233,7 +233,7 @@ def drain(start: Callable[[], WorkerProcess], probe: Probe, jobs: int, submitter
 
 
 def our_probe(store: JobStore, publisher: Publisher, echo: JobType) -> Probe:
-    completed = store.keys.index_state(State.COMPLETED)
+    completed = store.keys.index_type_state("demo.echo", State.COMPLETED)
     before = int(store.redis.zcard(completed))
 
     def send(i: int) -> None:

@@ -124,6 +124,12 @@ class Plugins:
         except KeyError:
             raise UnknownJobTypeError(name, list(self._job_types)) from None
 
+    @property
+    def observes(self) -> bool:
+        """True when some plugin implements ``job_transitioned``: only then does a move
+        need its document read back to tell it."""
+        return bool(self.manager.hook.job_transitioned.get_hookimpls())
+
     def notify_transitioned(self, job: Job, old_state: State, new_state: State) -> None:
         """Call every plugin's ``job_transitioned``; one plugin's exception is logged, not raised.
 

@@ -1,4 +1,5 @@
-"""The sweep: publishes what the outbox and the retry schedule say is due, and lost jobs.
+"""The sweep: publishes what the outbox and the retry schedule say is due, and lost jobs,
+and folds the metrics.
 
 Safe to run in any number of processes at once: each due entry is claimed atomically
 in Redis, and a message sent twice is dropped by the worker that receives it second.
@@ -52,6 +53,10 @@ class Sweeper:
         if sent:
             self.store.dispatched(sent)
             logger.info("sweep published %d due jobs", len(sent))
+        # Each sweep also folds the transitions since the last into the metrics, so they
+        # stay current (and the event stream's cap never passes an unfolded entry) even
+        # when nobody scrapes.
+        self.store.fold_metrics()
         return len(sent)
 
     def run(self, stop: threading.Event, *, interval: float) -> None:

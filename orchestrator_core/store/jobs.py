@@ -64,6 +64,7 @@ class JobStore:
     :param client: a client made by :func:`connect_redis` (``decode_responses=True``).
     :param observer: told of every transition this store persists (the plugins'
         ``job_transitioned`` hook); it runs after the write and cannot undo it.
+    :param job_types: the installed job types (see :meth:`list_jobs`).
     """
 
     def __init__(
@@ -76,9 +77,13 @@ class JobStore:
         idempotency_seconds: float = 86400.0,
         events_max_length: int = 100_000,
         observer: Observer | None = None,
+        job_types: Iterable[str] = (),
     ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
+        self._job_types = frozenset(job_types)
+        """Types a listing by state looks in besides those the metrics fold has seen:
+        the installed ones, and every type this store created."""
         self.lease_ms = _millis(lease_seconds)
         self.outbox_ms = _millis(outbox_seconds)
         self.idempotency_ms = _millis(idempotency_seconds)
@@ -90,6 +95,7 @@ class JobStore:
     def from_settings(cls, settings: Settings, *, plugins: Plugins | None = None) -> JobStore:
         """The store of ``settings``; with ``plugins``, their ``job_transitioned`` hook is
         told of every transition it persists, as in every process that moves jobs."""
+        observer = plugins.notify_transitioned if plugins is not None and plugins.observes else None
         return cls(
             connect_redis(settings),
             prefix=settings.prefix,
@@ -97,7 +103,8 @@ class JobStore:
             outbox_seconds=settings.outbox_seconds,
             idempotency_seconds=settings.idempotency_seconds,
             events_max_length=settings.events_max_length,
-            observer=plugins.notify_transitioned if plugins is not None else None,
+            observer=observer,
+            job_types=plugins.job_types if plugins is not None else (),
         )
 
     # --- reading ------------------------------------------------------------------
@@ -123,7 +130,9 @@ class JobStore:
 
         The cursor is the creation sequence of the last item returned; jobs created
         while a client pages never shift later pages, so nothing is skipped or
-        repeated. A document that does not decode is logged and left out.
+        repeated. A document that does not decode is logged and left out. A listing of
+        any type looks in the installed types, those this store created and those the
+        metrics fold has seen (every type of a job older than a sweep interval).
 
         :raises InvalidQueryError: bad state or type name, limit outside 1..500, or bad cursor.
         """
@@ -141,19 +150,20 @@ class JobStore:
         if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 20):
             raise InvalidQueryError(f"malformed cursor {cursor!r}; pass back a next_cursor value")
         args = {
-            "index": self.keys.index(state=state, job_type=job_type),
-            "job_stem": f"{self.keys.prefix}:job:",
+            "state": state.value if state is not None else None,
+            "type": job_type,
+            "types": sorted(self._job_types) if job_type is None else None,
             "limit": limit,
             "cursor": cursor,
         }
         reply = self._call("list", "", "listing jobs", args)
         next_cursor, raw_items = reply[1], reply[2]
         items = []
-        for item_id, flat, history in raw_items:
+        for item_id, flat in raw_items:
             if not flat:
                 continue  # deleted between the index read and now: not a job any more
             try:
-                items.append(decode_job(item_id, flat, history))
+                items.append(decode_job(item_id, flat))
             except CorruptJobError:
                 logger.exception("leaving malformed job %s out of a listing", item_id)
         return Page(items=tuple(items), next_cursor=next_cursor or None)
@@ -172,7 +182,7 @@ class JobStore:
         """Store a new CREATED job, index it, and put it in the outbox.
 
         The outbox entry falls due after ``outbox_seconds``: unless :meth:`dispatched`
-        confirms the message first, the sweep publishes it then, so a job whose
+        confirms the first message before, the sweep publishes it then, so a job whose
         publisher died is never left without a message.
 
         :param queue: the broker queue (already prefixed); defaults to the type's own.
@@ -222,22 +232,28 @@ class JobStore:
     ) -> Created:
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
-        job_id = str(uuid.uuid4()) if job_id is None else canonical_id(job_id)
-        blob = to_json(dict(payload), what="payload")
         args: dict[str, Any] = {
             "type": job_type,
             "queue": queue or self.keys.queue(job_type),
             "max_attempts": max_attempts,
             "dispatch_ms": self.outbox_ms,
         }
+        if job_id is None:
+            job_id = str(uuid.uuid4())
+        else:
+            job_id = canonical_id(job_id)
+            args["check_id"] = True
+        blob = to_json(dict(payload), what="payload")
         if idempotency_key is not None:
             request = f"{job_type}\n{max_attempts}\n{blob}".encode()
             args.update(
                 idem=self.keys.idempotency(idempotency_key),
                 fingerprint=hashlib.sha256(request).hexdigest(),
                 idem_ttl_ms=self.idempotency_ms,
-                job_stem=f"{self.keys.prefix}:job:",
             )
+        if job_type not in self._job_types:
+            # Replaced whole, never changed in place: other threads read it unlocked.
+            self._job_types = self._job_types | {job_type}
         reply = self._call("create", job_id, "creating a job", args, blob)
         return Created(self._job(reply[2], reply[3]), created=reply[1] == "created")
 
@@ -273,6 +289,60 @@ class JobStore:
         :raises AttemptsExhaustedError: a start beyond ``max_attempts``.
         """
         job_id = canonical_id(job_id)
+        to, args, blob = self._move_args(
+            to,
+            reason=reason,
+            fence=fence,
+            owner=owner,
+            takeover=takeover,
+            expected=expected,
+            result=result,
+            error=error,
+            retry_in=retry_in,
+        )
+        reply = self._call("transition", job_id, f"moving a job to {to}", args, blob, target=to)
+        return self._moved(job_id, reply[1], int(reply[2]))
+
+    def end_attempt(
+        self,
+        job_id: str,
+        to: State,
+        *,
+        fence: str,
+        reason: str | None = None,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+        retry_in: float | None = None,
+    ) -> None:
+        """Store how the running attempt under lease ``fence`` ended: :meth:`transition`
+        for the worker, which needs no document back unless an observer does.
+
+        :raises StaleLeaseError: ``fence`` is not the live lease.
+        :raises IllegalTransitionError: the table forbids the move.
+        """
+        job_id = canonical_id(job_id)
+        to, args, blob = self._move_args(
+            to, reason=reason, fence=fence, result=result, error=error, retry_in=retry_in
+        )
+        if self._observer is None:
+            args["quiet"] = True
+        reply = self._call("transition", job_id, f"moving a job to {to}", args, blob, target=to)
+        if self._observer is not None:
+            self._moved(job_id, reply[1], int(reply[2]))
+
+    def _move_args(
+        self,
+        to: State,
+        *,
+        reason: str | None,
+        fence: str | None,
+        owner: str | None = None,
+        takeover: bool = False,
+        expected: Iterable[State] | None = None,
+        result: Any,
+        error: ErrorInfo | None,
+        retry_in: float | None,
+    ) -> tuple[State, dict[str, Any], str]:
         to = State(to)
         if to is State.RUNNING and not owner:
             raise ValueError("a transition to RUNNING needs the new lease owner")
@@ -288,14 +358,13 @@ class JobStore:
         if retry_in is not None:
             args["retry_ms"] = _millis(retry_in)
         blob = "" if result is None else to_json(result, what="result")
-        reply = self._call("transition", job_id, f"moving a job to {to}", args, blob, target=to)
-        return self._moved(job_id, reply)
+        return to, args, blob
 
     def cancel(self, job_id: str) -> CancelResult:
         """Ask for the job to be cancelled (DESIGN section 5's DELETE, every case)."""
         job_id = canonical_id(job_id)
         reply = self._call("cancel", job_id, "cancelling a job", target=State.CANCELLED)
-        return CancelResult(CancelOutcome(reply[1]), self._moved(job_id, reply))
+        return CancelResult(CancelOutcome(reply[1]), self._moved(job_id, reply[2], int(reply[3])))
 
     def start(self, job_id: str, attempt: int, owner: str) -> StartResult:
         """Begin ``attempt`` under a new lease held by ``owner``, if this message is still due.
@@ -316,7 +385,8 @@ class JobStore:
             "lost_error": WORKER_LOST.model_dump_json(),
         }
         reply = self._call("start", job_id, "starting a job", args, target=State.RUNNING)
-        return StartResult(reply[1] == "started", reply[2], self._moved(job_id, reply))
+        job = self._moved(job_id, reply[3], int(reply[4]))
+        return StartResult(reply[1] == "started", reply[2], job)
 
     def claim_due(self, *, limit: int = 100, visibility_seconds: float = 30.0) -> list[Claim]:
         """Claim the jobs the sweep must publish now (safe from many processes at once).
@@ -325,29 +395,52 @@ class JobStore:
         jobs whose lease expired come with their current attempt, so the receiving
         worker takes them over. Each claim hides its entry for ``visibility_seconds``.
         """
-        args = {
-            "limit": limit,
-            "visibility_ms": _millis(visibility_seconds),
-            "job_stem": f"{self.keys.prefix}:job:",
-        }
+        args = {"limit": limit, "visibility_ms": _millis(visibility_seconds)}
         reply = self._call("claim", "", "claiming due jobs", args)
         return [Claim(job_id, queue, int(attempt)) for job_id, queue, attempt in reply[1]]
 
     def dispatched(self, sent: Iterable[tuple[str, int]]) -> None:
-        """Take jobs out of the outbox once the broker confirmed their messages.
+        """Take jobs off the outbox and the retry schedule once the broker confirmed their
+        messages: first messages with one ``ZREM`` for all, retries one script call each.
 
         :param sent: ``(job id, attempt)`` of each confirmed message.
         """
-        sent = list(sent)
-        if len(sent) == 1:  # the submit path: one trip, without the pipeline's SCRIPT EXISTS
-            job_id, attempt = sent[0]
-            self._call("dispatched", job_id, "confirming a dispatched job", {"attempt": attempt})
+        first: list[tuple[str, int]] = []
+        retries: list[tuple[str, int]] = []
+        for job_id, attempt in sent:
+            (first if attempt == 1 else retries).append((job_id, attempt))
+        if first and not retries:  # the submit path: one command for the whole batch
+            with redis_errors("confirming dispatched jobs"):
+                self.redis.zrem(self.keys.outbox, *(job_id for job_id, _ in first))
             return
         with self.redis.pipeline(transaction=False) as pipe:
-            for job_id, attempt in sent:
+            if first:
+                pipe.zrem(self.keys.outbox, *(job_id for job_id, _ in first))
+            for job_id, attempt in retries:
                 self._call("dispatched", job_id, "", {"attempt": attempt}, client=pipe)
             with redis_errors("confirming dispatched jobs"):
                 pipe.execute()
+
+    def fold_metrics(self, *, batch: int = 2000) -> int:
+        """Add the transitions the metrics have not counted yet to the counters and
+        histograms (``telemetry/metrics.py``); returns how many were folded.
+
+        Safe from any number of processes at once: each entry is folded exactly once.
+        """
+        folded = 0
+        while True:
+            reply = self._call("fold", "", "folding the metrics", {"limit": batch})
+            folded += int(reply[1])
+            if int(reply[1]) < batch:
+                return folded
+
+    def counts(self) -> dict[tuple[str, State], int]:
+        """How many jobs each known type has in each state, now."""
+        reply = self._call("counts", "", "counting jobs", {"types": sorted(self._job_types)})
+        flat = reply[2]
+        return {
+            (str(flat[i]), State(flat[i + 1])): int(flat[i + 2]) for i in range(0, len(flat), 3)
+        }
 
     def renew_lease(self, job_id: str, owner: str) -> LeaseStatus:
         """Extend the running attempt's lease; also reads its cancel flag in the same trip.
@@ -374,12 +467,11 @@ class JobStore:
 
     @staticmethod
     def _job(job_id: str, reply: list[Any]) -> Job:
-        return decode_job(job_id, reply[1], reply[2])
+        return decode_job(job_id, reply[1])
 
-    def _moved(self, job_id: str, reply: list[Any]) -> Job:
+    def _moved(self, job_id: str, flat: list[str], moves: int) -> Job:
         """Decode a write's document and tell the observer of each move it made."""
-        job = self._job(job_id, reply[3])
-        moves = int(reply[4])
+        job = decode_job(job_id, flat)
         if self._observer is None or not moves:
             return job
         history = job.history

@@ -1,8 +1,8 @@
 """Every Redis key and broker name the orchestrator uses, all under the configured prefix.
 
 The keys of one job share the hash tag ``{<job id>}`` so they land in one Redis
-Cluster slot. The listing indexes are global sorted sets scored by a creation
-sequence number, which never changes, so a cursor is just that number.
+Cluster slot. The listing indexes are sorted sets scored by a creation sequence
+number, which never changes, so a cursor is just that number.
 """
 
 from __future__ import annotations
@@ -24,8 +24,14 @@ class Keys:
         return f"{self.prefix}:job:{{{job_id}}}"
 
     def history(self, job_id: str) -> str:
-        """List of the job's history entries, oldest first."""
+        """The job's history as a list, as an earlier layout kept it; the store script
+        moves it into the job hash the first time it writes the job."""
         return f"{self.prefix}:job:{{{job_id}}}:history"
+
+    @property
+    def job_stem(self) -> str:
+        """What every job hash's key starts with; the job id in braces follows."""
+        return f"{self.prefix}:job:"
 
     @property
     def sequence(self) -> str:
@@ -33,48 +39,45 @@ class Keys:
         return f"{self.prefix}:seq"
 
     @property
-    def index_all(self) -> str:
-        """Sorted set of every job id, scored by creation sequence."""
-        return f"{self.prefix}:idx:all"
-
-    @property
     def leases(self) -> str:
-        """Sorted set of running job ids scored by lease expiry (ms), for the sweep."""
+        """Sorted set of running job ids scored by lease expiry (ms): the sweep finds lost
+        jobs in it, and listings and counts find the running jobs."""
         return f"{self.prefix}:leases"
 
     @property
-    def dispatch(self) -> str:
-        """Sorted set of job ids scored by when they must be published (ms): outbox and retries."""
+    def retries(self) -> str:
+        """Sorted set of retrying job ids scored by when their next attempt is due (ms)."""
+        return f"{self.prefix}:retries"
+
+    @property
+    def outbox(self) -> str:
+        """Sorted set of new job ids scored by when the sweep publishes them (ms), unless
+        the confirm of their first message takes them off first."""
+        return f"{self.prefix}:outbox"
+
+    @property
+    def legacy_dispatch(self) -> str:
+        """The one schedule of outbox and retries an earlier layout kept; the sweep still
+        publishes what is left in it, so an upgrade loses no job."""
         return f"{self.prefix}:dispatch"
 
     @property
-    def index_state_base(self) -> str:
-        """Stem of the per-state indexes; the store script appends the state name."""
-        return f"{self.prefix}:idx:state:"
-
-    @property
     def index_type_base(self) -> str:
-        """Stem of the per-type indexes; ``<type>`` and ``<type>:<state>`` are appended."""
+        """Stem of the per-type indexes; ``<type>:<state>`` is appended (every state but
+        RUNNING, whose jobs are those of the lease index)."""
         return f"{self.prefix}:idx:type:"
 
-    def index_state(self, state: State) -> str:
-        return f"{self.index_state_base}{state.value}"
-
-    def index_type(self, job_type: str) -> str:
-        return f"{self.index_type_base}{job_type}"
-
     def index_type_state(self, job_type: str, state: State) -> str:
+        """Sorted set of the jobs of ``job_type`` in ``state``, scored by creation
+        sequence; never for RUNNING (see :attr:`leases`)."""
+        if state is State.RUNNING:
+            raise ValueError("running jobs are indexed by their lease, not by state")
         return f"{self.index_type_base}{job_type}:{state.value}"
 
-    def index(self, *, state: State | None, job_type: str | None) -> str:
-        """The index that answers a listing filtered by ``state`` and/or ``job_type``."""
-        if job_type is not None and state is not None:
-            return self.index_type_state(job_type, state)
-        if job_type is not None:
-            return self.index_type(job_type)
-        if state is not None:
-            return self.index_state(state)
-        return self.index_all
+    @property
+    def job_types(self) -> str:
+        """Set of every job type the metrics fold has seen."""
+        return f"{self.prefix}:types"
 
     @property
     def events(self) -> str:
@@ -83,7 +86,8 @@ class Keys:
 
     @property
     def metrics(self) -> str:
-        """Hash of the job counters and histograms the store script keeps (see ``metrics.py``)."""
+        """Hash of the job counters and histograms folded from the event stream, and the
+        fold's cursor (see ``telemetry/metrics.py``)."""
         return f"{self.prefix}:metrics"
 
     @property

@@ -1,9 +1,10 @@
 """How a job document is laid out in Redis, and how it is read back.
 
-A job is a hash (scalar fields, JSON for payload, result, error and progress,
-instants as integer microseconds from Redis ``TIME``) plus a list of history
-entries. Anything that does not decode raises :class:`CorruptJobError` naming the
-job and the field, so one bad document never takes a process down.
+A job is one hash: scalar fields, JSON for payload, result, error, progress and the
+history (an array of entries, oldest first), instants as integer microseconds of the
+Redis clock. A lease or an error that is over is an empty field. Anything that does
+not decode raises :class:`CorruptJobError` naming the job and the field, so one bad
+document never takes a process down.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def decode_job(job_id: str, flat_hash: Sequence[str], history: Sequence[str]) -> Job:
-    """Build the :class:`Job` from the raw ``HGETALL`` reply and history list.
+def decode_job(job_id: str, flat_hash: Sequence[str]) -> Job:
+    """Build the :class:`Job` from the raw ``HGETALL`` reply (a flat name, value list).
 
     :raises CorruptJobError: when a field is missing or malformed.
     """
@@ -53,13 +54,16 @@ def decode_job(job_id: str, flat_hash: Sequence[str], history: Sequence[str]) ->
         field = "result"
         result = json.loads(fields["result"]) if "result" in fields else None
         field = "error"
-        error = ErrorInfo.model_validate_json(fields["error"]) if "error" in fields else None
+        error = ErrorInfo.model_validate_json(fields["error"]) if fields.get("error") else None
         field = "progress"
         progress = (
             Progress.model_validate_json(fields["progress"]) if "progress" in fields else None
         )
         field = "history"
-        entries = tuple(_history_entry(raw) for raw in history)
+        history = json.loads(fields["history"])
+        if not isinstance(history, list):
+            raise TypeError(f"a history is a JSON array, not {type(history).__name__}")
+        entries = tuple(_history_entry(entry) for entry in history)
         field = "timestamps"
         # Every value is converted and checked above, so the model's validation would
         # only repeat that work on the hottest path of the worker.
@@ -91,8 +95,9 @@ def _instant(micros: str | None) -> Any:
     return None if micros is None else from_micros(int(micros))
 
 
-def _history_entry(raw: str) -> HistoryEntry:
-    entry = json.loads(raw)
+def _history_entry(entry: Any) -> HistoryEntry:
+    if not isinstance(entry, dict):
+        raise TypeError(f"a history entry is a JSON object, not {type(entry).__name__}")
     reason = entry.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise TypeError(f"a history reason is a string, not {type(reason).__name__}")

@@ -18,12 +18,12 @@ from typing import Any
 import redis
 
 from orchestrator_core.states import STARTABLE_STATES, TERMINAL_STATES, TRANSITIONS, State
-from orchestrator_core.store.connection import redis_errors
+from orchestrator_core.store.connection import ThreadConnections, redis_errors
 from orchestrator_core.store.keys import Keys
 from orchestrator_core.store.replies import refusal
 from orchestrator_core.telemetry.metrics import HISTOGRAMS
 
-PARTS = ("prelude", "submission", "reading", "dispatch", "attempts", "cancel", "main")
+PARTS = ("prelude", "metrics", "submission", "reading", "dispatch", "attempts", "cancel", "main")
 """The files of ``lua/`` in the order they make the script."""
 
 
@@ -73,14 +73,28 @@ def source() -> str:
 class StoreScript:
     """The store script registered on one client, called for one job (or none) at a time.
 
-    Every call passes the same eight keys and the same argument layout (see the top of
+    Every call passes the same ten keys and the same argument layout (see the top of
     ``lua/prelude.lua``); only the operation, the job and its arguments change.
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, *, events_max_length: int) -> None:
         self.keys = keys
         self.events_max_length = events_max_length
+        self._connections = ThreadConnections(client)
         self._script = client.register_script(source())
+        # The same for every call, in the order the top of lua/prelude.lua gives.
+        self._shared_keys = (
+            keys.sequence,
+            keys.leases,
+            keys.retries,
+            keys.outbox,
+            keys.events,
+            keys.metrics,
+            keys.job_types,
+            keys.legacy_dispatch,
+        )
+        self._stems = (keys.job_stem, keys.index_type_base, keys.cancel_channel)
+        self._events_cap = str(events_max_length)
 
     def __call__(
         self,
@@ -105,30 +119,21 @@ class StoreScript:
         """
         keys = self.keys
         small = {k: v for k, v in (args or {}).items() if v is not None}
+        names = [keys.job(job_id), keys.history(job_id), *self._shared_keys]
+        values = [op, job_id, *self._stems, json.dumps(small, separators=(",", ":")), blob]
+        values.append(self._events_cap)
         with redis_errors(action):
-            reply = self._script(
-                keys=[
-                    keys.job(job_id),
-                    keys.history(job_id),
-                    keys.sequence,
-                    keys.index_all,
-                    keys.leases,
-                    keys.dispatch,
-                    keys.events,
-                    keys.metrics,
-                ],
-                args=[
-                    op,
-                    job_id,
-                    keys.index_state_base,
-                    keys.index_type_base,
-                    keys.cancel_channel,
-                    json.dumps(small, separators=(",", ":")),
-                    blob,
-                    self.events_max_length,
-                ],
-                client=client,
-            )
+            if client is not None:
+                # A pipeline loads the script first if Redis lacks it.
+                self._script(keys=names, args=values, client=client)
+                return None
+            try:
+                reply = self._connections.execute(
+                    "EVALSHA", self._script.sha, len(names), *names, *values
+                )
+            except redis.exceptions.NoScriptError:
+                # Redis restarted (or was flushed) since the script was loaded.
+                reply = self._script(keys=names, args=values)
         if client is not None:
             return None
         if reply[0] == "err":

@@ -62,14 +62,17 @@ class Event:
 
     @classmethod
     def from_entry(cls, entry_id: str, fields: dict[str, str]) -> Event:
+        """The event of one stream entry. Its instant is the entry id's (milliseconds of
+        the Redis clock): the store script dates each move by the entry it appends."""
         previous = fields.get("from")
+        at = int(fields["at"]) if "at" in fields else stream_order(entry_id)[0] * 1000
         return cls(
             id=entry_id,
             job_id=fields["job_id"],
             type=fields["type"],
             state=State(fields["state"]),
             previous=State(previous) if previous else None,
-            at=from_micros(int(fields["at"])),
+            at=from_micros(at),
             attempt=int(fields["attempt"]),
             seq=int(fields["seq"]),
             reason=fields.get("reason"),

@@ -35,7 +35,7 @@ def assert_unavailable(response: httpx.Response, elapsed: float, service: str) -
 
 def assert_no_job(store: JobStore) -> None:
     assert store.list_jobs().items == ()
-    assert store.redis.zcard(store.keys.dispatch) == 0
+    assert store.redis.zcard(store.keys.outbox) == 0
 
 
 def test_redis_unreachable(start_api: ApiFactory, closed_port: int) -> None:

@@ -37,7 +37,7 @@ def test_a_submitted_job_is_stored_queued_and_out_of_the_outbox(
     assert [h["state"] for h in job["history"]] == ["CREATED"]
     assert api.get(f"/jobs/{job['id']}").json() == job
     assert queued_messages(api_settings, f"{api_settings.prefix}.demo.echo") == 1
-    assert jobs_store.redis.zscore(jobs_store.keys.dispatch, job["id"]) is None
+    assert jobs_store.redis.zscore(jobs_store.keys.outbox, job["id"]) is None
 
 
 def test_max_attempts_can_be_overridden_within_bounds(api: httpx.Client) -> None:

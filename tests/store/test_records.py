@@ -33,16 +33,41 @@ def test_a_malformed_field_is_reported_and_nothing_crashes(
 
 
 @pytest.mark.parametrize(
-    "entry",
-    ['{"state": "CREATED", "at": "1", "attempt": 0, "reason": 5}', '{"state": "NOPE"}', "]"],
+    "history",
+    [
+        '[{"state": "CREATED", "at": "1", "attempt": 0, "reason": 5}]',
+        '[{"state": "NOPE"}]',
+        "[1]",
+        '{"state": "CREATED"}',
+        "]",
+    ],
 )
-def test_a_malformed_history_entry_is_reported(
-    store: JobStore, redis_client: redis.Redis, entry: str
+def test_a_malformed_history_is_reported(
+    store: JobStore, redis_client: redis.Redis, history: str
 ) -> None:
     job = store.create("t.demo", {}, max_attempts=1)
-    redis_client.rpush(store.keys.history(job.id), entry)
+    redis_client.hset(store.keys.job(job.id), "history", history)
     with pytest.raises(CorruptJobError, match="history"):
         store.get(job.id)
+
+
+def test_a_job_of_the_earlier_layout_is_read_and_moved_into_its_hash(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    # Before the history lived in the job hash it was a list of its own.
+    job = store.create("t.demo", {}, max_attempts=1)
+    key = store.keys.job(job.id)
+    [entry] = redis_client.hget(key, "history")[1:-1].split("},{")
+    redis_client.hdel(key, "history", "transitions")
+    redis_client.rpush(store.keys.history(job.id), entry if entry.endswith("}") else entry + "}")
+    assert store.get(job.id).history == job.history
+    assert [j.id for j in store.list_jobs().items] == [job.id]
+
+    cancelled = store.cancel(job.id).job
+
+    assert [h.state for h in cancelled.history] == [State.CREATED, State.CANCELLED]
+    assert redis_client.exists(store.keys.history(job.id)) == 0
+    assert store.get(job.id) == cancelled
 
 
 def test_a_missing_field_is_reported(store: JobStore) -> None:

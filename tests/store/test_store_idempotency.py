@@ -61,7 +61,7 @@ def test_a_discarded_submission_leaves_no_trace(store: JobStore) -> None:
     assert [job.id for job in store.list_jobs(state="CREATED", job_type="t.demo").items] == [
         kept.id
     ]
-    assert gone.id not in dict(store.redis.zrange(store.keys.dispatch, 0, -1, withscores=True))
+    assert gone.id not in dict(store.redis.zrange(store.keys.outbox, 0, -1, withscores=True))
     # The client was told the submission failed, so its retry with the key makes a new job.
     retried = store.create_once("t.demo", {}, max_attempts=1, idempotency_key="retry-me")
     assert retried.created

@@ -141,5 +141,14 @@ def test_racing_writers_leave_one_terminal_state_and_a_complete_legal_history(
         )
         instants = [entry.at for entry in job.history]
         assert instants == sorted(instants)
-        indexed = [s for s in State if redis_client.zscore(store.keys.index_state(s), job_id)]
+        indexed = [
+            s
+            for s in State
+            if redis_client.zscore(
+                store.keys.leases
+                if s is State.RUNNING
+                else store.keys.index_type_state(job.type, s),
+                job_id,
+            )
+        ]
         assert indexed == [job.state]

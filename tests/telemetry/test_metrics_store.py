@@ -1,4 +1,4 @@
-"""The counters and histograms the store script keeps with each transition."""
+"""The counters and histograms folded from the event stream the store script appends to."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ ERROR = ErrorInfo(type="Boom", message="it broke", retryable=False)
 
 
 def snapshot(store: JobStore) -> JobMetrics:
+    store.fold_metrics()
     return JobMetrics.decode(store.redis.hgetall(store.keys.metrics))
 
 
@@ -133,3 +134,34 @@ def _submit_and_finish(prefix: str, jobs: int) -> None:
         job = store.create("demo.echo", {}, max_attempts=1)
         store.start(job.id, 1, "w")
         store.transition(job.id, State.COMPLETED, fence="w")
+        store.fold_metrics()  # every process folds as it goes: each entry must count once
+
+
+def test_each_transition_is_folded_once_and_nothing_before_the_fold_counts(
+    store: JobStore,
+) -> None:
+    job = store.create("demo.echo", {}, max_attempts=1)
+    assert JobMetrics.decode(store.redis.hgetall(store.keys.metrics)).transitions == {}
+    assert store.fold_metrics() == 1
+    assert store.fold_metrics() == 0
+    store.start(job.id, 1, "w")
+    store.transition(job.id, State.COMPLETED, fence="w")
+    assert store.fold_metrics(batch=1) == 2  # one entry at a time, until none is left
+    metrics = snapshot(store)
+    assert metrics.transitions == {
+        ("demo.echo", "CREATED"): 1,
+        ("demo.echo", "RUNNING"): 1,
+        ("demo.echo", "COMPLETED"): 1,
+    }
+    assert store.redis.smembers(store.keys.job_types) == {"demo.echo"}
+
+
+def test_a_discarded_submission_is_taken_back_whether_or_not_it_was_folded(
+    store: JobStore,
+) -> None:
+    folded = store.create("demo.echo", {}, max_attempts=1)
+    store.fold_metrics()
+    unfolded = store.create("demo.echo", {}, max_attempts=1)
+    store.discard(folded.id)
+    store.discard(unfolded.id)
+    assert snapshot(store).transitions[("demo.echo", "CREATED")] == 0

@@ -45,7 +45,7 @@ def test_a_deleted_job_counts_as_a_lost_lease(store: JobStore) -> None:
     supervisor = Supervisor(store, lease_seconds=0.15, grace_seconds=30, on_escalate=never_escalate)
     attempt = running_attempt(store)
     supervisor.begin(attempt)
-    store.redis.delete(store.keys.job(attempt.job.id), store.keys.history(attempt.job.id))
+    store.redis.delete(store.keys.job(attempt.job.id))
     assert attempt.token.wait(2)
     assert attempt.lost
     supervisor.end(attempt)

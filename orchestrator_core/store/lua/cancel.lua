@@ -1,19 +1,21 @@
 -- Cancel: at once while the job waits; a request its worker hears while it runs.
 
-function ops.cancel(current)
-    if STARTABLE[current] then
-        move(current, S.CANCELLED, 'cancel requested', {cancel_requested = 1})
-        return {'ok', 'cancelled', '', document(), 1}
+function ops.cancel(job)
+    if STARTABLE[job.state] then
+        move(job, S.CANCELLED, 'cancel requested', {cancel_requested = '1'})
+        return {'ok', 'cancelled', document_of(job)[2], 1}
     end
-    if current == S.RUNNING then
-        if redis.call('HGET', job_key, 'cancel_requested') ~= '1' then
-            redis.call('HSET', job_key, 'cancel_requested', 1, 'cancel_requested_us', now_us)
+    if job.state == S.RUNNING then
+        if job.cancel_requested ~= '1' then
+            local at = micros(now_ms())
+            redis.call('HSET', job_key, 'cancel_requested', '1', 'cancel_requested_us', at)
+            job.cancel_requested, job.cancel_requested_us = '1', at
         end
         redis.call('PUBLISH', cancel_channel, id)
-        return {'ok', 'requested', '', document(), 0}
+        return {'ok', 'requested', document_of(job)[2], 0}
     end
-    if current == S.CANCELLED then
-        return {'ok', 'already_cancelled', '', document(), 0}
+    if job.state == S.CANCELLED then
+        return {'ok', 'already_cancelled', document_of(job)[2], 0}
     end
-    return {'ok', 'finished', '', document(), 0}
+    return {'ok', 'finished', document_of(job)[2], 0}
 end

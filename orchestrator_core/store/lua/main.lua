@@ -7,11 +7,11 @@ end
 if JOBLESS[op] then
     return handler()
 end
-local current = redis.call('HGET', job_key, 'state')
-if not current then
+local job = job_at(job_key, legacy_history_key)
+if not job then
     return {'err', 'not_found'}
 end
-if not ALLOWED[current] then
-    return {'err', 'corrupt', 'unknown state ' .. current}
+if not job.state or not ALLOWED[job.state] then
+    return {'err', 'corrupt', 'unknown state ' .. tostring(job.state)}
 end
-return handler(current)
+return handler(job)

@@ -3,20 +3,25 @@
 -- is this file and the per-operation files after it (see store/script.py), each adding
 -- its operations to `ops`; main.lua dispatches.
 --
--- KEYS[1] job hash, KEYS[2] history list, KEYS[3] sequence counter,
--- KEYS[4] index of all jobs, KEYS[5] lease index (job id scored by lease expiry, ms),
--- KEYS[6] dispatch schedule (job id scored by when it must be published, ms): the
--- outbox of new jobs until their message is confirmed, and the backoff of retries.
--- KEYS[7] event stream (one entry per transition), KEYS[8] metrics hash.
--- ARGV[1] operation, ARGV[2] job id, ARGV[3] stem of the state indexes,
--- ARGV[4] stem of the type indexes, ARGV[5] cancel channel,
--- ARGV[6] JSON object of small arguments, ARGV[7] a JSON document (payload or result),
--- ARGV[8] the event stream's approximate length cap.
+-- KEYS[1] job hash, KEYS[2] its history list of an earlier layout (read once, then
+-- moved into the hash), KEYS[3] sequence counter, KEYS[4] lease index (running job ids
+-- by lease expiry, ms), KEYS[5] retry schedule (retrying job ids by when their next
+-- attempt is due, ms), KEYS[6] outbox (new job ids by when the sweep publishes them
+-- unless their first message is confirmed first, ms), KEYS[7] event stream, KEYS[8]
+-- metrics hash, KEYS[9] set of job types seen, KEYS[10] the one schedule of outbox and
+-- retries of an earlier layout (drained by the sweep).
+-- ARGV[1] operation, ARGV[2] job id, ARGV[3] stem of job keys, ARGV[4] stem of the
+-- per-type indexes, ARGV[5] cancel channel, ARGV[6] JSON object of small arguments,
+-- ARGV[7] a JSON document (payload, result or progress), ARGV[8] the event stream's cap.
 --
 -- Replies: {"ok", ...} or {"err", code, ...}; the Python side maps codes to exceptions.
 --
 -- State names are never written here: S names each state, ALLOWED is the transition
 -- table, and the sets below are the named sets of states.py, all filled in from Python.
+--
+-- Every transition is one XADD to the event stream, and its entry id is the clock of
+-- the move (Redis keeps stream ids increasing, so no move is dated before the last);
+-- the metrics are folded from the stream afterwards (metrics.lua), not counted here.
 
 local S = --[[STATES]]
 local ALLOWED = --[[TRANSITIONS]]
@@ -24,138 +29,181 @@ local STARTABLE = --[[STARTABLE]]
 local TERMINAL = --[[TERMINAL]]
 local BUCKETS = --[[BUCKETS]]
 
-local job_key, history_key, seq_key, all_key, lease_key, dispatch_key, events_key, metrics_key =
-    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local op, id, state_base, type_base, cancel_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- At most this many entries are folded into the metrics before a listing or a count.
+local FOLD_FIRST = 10000
+
+local job_key, legacy_history_key, seq_key = KEYS[1], KEYS[2], KEYS[3]
+local lease_key, retry_key, outbox_key = KEYS[4], KEYS[5], KEYS[6]
+local events_key, metrics_key, types_key = KEYS[7], KEYS[8], KEYS[9]
+local legacy_dispatch_key = KEYS[10]
+local op, id, job_stem, type_base, cancel_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local args = cjson.decode(ARGV[6])
 local blob = ARGV[7]
 local events_max = ARGV[8]
 
--- Each operation is ops[name](current): `current` is the job's state, read and checked
--- before the call, except for the operations in JOBLESS, which are called with nothing.
+-- Each operation is ops[name](job): `job` holds the job hash's fields, read and
+-- checked before the call, except for the operations in JOBLESS, called with nothing.
 local ops, JOBLESS = {}, {}
 
--- One clock for every process: Redis TIME, as exact decimal strings (Lua numbers
--- print large integers in exponent form, and microseconds need 16 digits).
-local time = redis.call('TIME')
-local now_us = time[1] .. string.format('%06d', tonumber(time[2]))
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-
-local function document_of(key)
-    return {'ok', redis.call('HGETALL', key), redis.call('LRANGE', key .. ':history', 0, -1)}
-end
-
-local function document()
-    return document_of(job_key)
-end
-
--- History never goes backwards, even if the Redis host's clock is stepped back.
-local function monotonic_now(updated_us)
-    if updated_us and (#updated_us > #now_us or (#updated_us == #now_us and updated_us > now_us)) then
-        return updated_us
+-- Redis TIME, read at most once per call and only by what has no event to date it.
+local clock_ms
+local function now_ms()
+    if not clock_ms then
+        local time = redis.call('TIME')
+        clock_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
     end
-    return now_us
+    return clock_ms
 end
 
--- Metrics live in one hash, written here with the transition they measure, so every
--- process's moves count exactly once. Counters: 't|<type>|<state>'. Histograms:
--- 'h|<name>|<type>|<label>|<bucket>' (bucket 1..n, n + 1 for +Inf; not cumulative)
--- and 'h|<name>|<type>|<label>|sum'; BUCKETS[name] holds each one's bounds.
-local function observe(name, job_type, label, value)
-    local bounds = BUCKETS[name]
-    local stem = 'h|' .. name .. '|' .. job_type .. '|' .. label .. '|'
-    local slot = #bounds + 1
-    for i, bound in ipairs(bounds) do
-        if value <= bound then slot = i; break end
+-- Instants are integer microseconds as decimal strings (Lua numbers print large
+-- integers in exponent form).
+local function micros(ms)
+    return string.format('%d000', ms)
+end
+
+local function entry_ms(entry_id)
+    return tonumber(string.match(entry_id, '^(%d+)'))
+end
+
+-- Whether stream id a comes at or before stream id b.
+local function entry_le(a, b)
+    local a_ms, a_n = string.match(a, '^(%d+)-(%d+)$')
+    local b_ms, b_n = string.match(b, '^(%d+)-(%d+)$')
+    a_ms, a_n, b_ms, b_n = tonumber(a_ms), tonumber(a_n), tonumber(b_ms), tonumber(b_n)
+    return a_ms < b_ms or (a_ms == b_ms and a_n <= b_n)
+end
+
+local function later(a, b)
+    if b and (#b > #a or (#b == #a and b > a)) then return b end
+    return a
+end
+
+local function fields_of(flat)
+    local fields = {}
+    for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+    return fields
+end
+
+local function flatten(fields)
+    local flat = {}
+    for name, value in pairs(fields) do
+        flat[#flat + 1] = name
+        flat[#flat + 1] = value
     end
-    redis.call('HINCRBY', metrics_key, stem .. slot, 1)
-    redis.call('HINCRBYFLOAT', metrics_key, stem .. 'sum', value)
+    return flat
 end
 
-local function seconds_between(from_us, to_us)
-    return math.max(0, tonumber(to_us) - tonumber(from_us)) / 1000000
+-- A job's fields with its history as one JSON array: jobs written by an earlier layout
+-- keep their history in a list of their own.
+local function job_at(key, history_key)
+    local flat = redis.call('HGETALL', key)
+    if #flat == 0 then return nil end
+    local job = fields_of(flat)
+    if not job.history then
+        local entries = redis.call('LRANGE', history_key, 0, -1)
+        job.history = '[' .. table.concat(entries, ',') .. ']'
+        job.transitions = tostring(#entries)
+        job.legacy_history = history_key
+    end
+    return job
 end
 
--- Every persisted transition is also an entry of the event stream, written in the same
--- script, so a reader of the stream misses none and sees none that did not happen.
-local function emit(job_type, previous, target, at, attempt, seq, reason)
-    local fields = {'job_id', id, 'type', job_type, 'state', target, 'at', at,
-        'attempt', attempt, 'seq', seq}
-    if previous then table.insert(fields, 'from'); table.insert(fields, previous) end
-    if reason then table.insert(fields, 'reason'); table.insert(fields, reason) end
-    redis.call('HINCRBY', metrics_key, 't|' .. job_type .. '|' .. target, 1)
-    return redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', unpack(fields))
+local function document_of(job)
+    local copy = {}
+    for name, value in pairs(job) do
+        if name ~= 'legacy_history' then copy[name] = value end
+    end
+    return {'ok', flatten(copy)}
 end
 
--- The one transition: state, times, lease, schedule, history, event, metrics, indexes.
-local function move(current, target, reason, fields)
-    local job_type, seq, updated_us, attempts, started_us, created_us, cancel_us = unpack(
-        redis.call('HMGET', job_key, 'type', 'seq', 'updated_us', 'attempts', 'started_us',
-            'created_us', 'cancel_requested_us'))
-    local at = monotonic_now(updated_us)
-    local attempt = tonumber(attempts)
-    local terminal = TERMINAL[target]
-    local writes = {'state', target, 'updated_us', at}
+-- The one transition. `writes` are the fields the caller sets besides the state's own;
+-- `lease` ({owner, ms}) is granted when the target is S.RUNNING. Updates `job` in place,
+-- so that a reply built from it is the stored document. Returns the move's instant (ms).
+local function move(job, target, reason, writes, lease)
+    local current = job.state
+    local attempt = tonumber(job.attempts)
+    if target == S.RUNNING then attempt = attempt + 1 end
+    local position = tonumber(job.transitions) + 1
+    local event = {'job_id', id, 'type', job.type, 'state', target, 'from', current,
+        'attempt', attempt, 'seq', position}
+    if reason then event[#event + 1] = 'reason'; event[#event + 1] = reason end
+    -- What the metrics fold needs to time the move, which it dates by the entry id.
+    if target == S.RUNNING and not job.started_us then
+        event[#event + 1] = 'wait_from'; event[#event + 1] = job.created_us
+    end
+    if TERMINAL[target] and job.started_us then
+        event[#event + 1] = 'ran_from'; event[#event + 1] = job.started_us
+    end
+    if target == S.CANCELLED and job.cancel_requested_us then
+        event[#event + 1] = 'cancel_from'; event[#event + 1] = job.cancel_requested_us
+    end
+    local at_ms = entry_ms(redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*',
+        unpack(event)))
+    local at = later(micros(at_ms), job.updated_us)
+
+    local entry = {state = target, at = at, attempt = attempt}
+    if reason then entry.reason = reason end
+    writes.state = target
+    writes.updated_us = at
+    writes.history = string.sub(job.history, 1, -2)
+        .. (position > 1 and ',' or '') .. cjson.encode(entry) .. ']'
+    writes.transitions = tostring(position)
     if target == S.RUNNING then
-        attempt = attempt + 1
-        table.insert(writes, 'attempts'); table.insert(writes, attempt)
-        if not started_us then
-            table.insert(writes, 'started_us'); table.insert(writes, at)
-        end
+        writes.attempts = tostring(attempt)
+        if not job.started_us then writes.started_us = at end
+        writes.lease_owner = lease.owner
+        writes.lease_expires_ms = string.format('%d', at_ms + lease.ms)
     elseif current == S.RUNNING then
-        redis.call('HDEL', job_key, 'lease_owner', 'lease_expires_ms')
+        -- Emptied, not deleted: one write, and no fence matches an empty owner.
+        writes.lease_owner = ''
+        writes.lease_expires_ms = ''
+    end
+    if TERMINAL[target] then writes.finished_us = at end
+    if target == S.COMPLETED and job.error then
+        writes.error = ''  -- an earlier attempt's error is history now
+    end
+    local flat = {}
+    for name, value in pairs(writes) do
+        flat[#flat + 1] = name
+        flat[#flat + 1] = value
+        job[name] = value
+    end
+    redis.call('HSET', job_key, unpack(flat))
+    if job.legacy_history then
+        redis.call('DEL', job.legacy_history)
+        job.legacy_history = nil
+    end
+
+    -- Running jobs are listed from the lease index; every other state has its index.
+    if current ~= S.RUNNING then
+        redis.call('ZREM', type_base .. job.type .. ':' .. current, id)
+    end
+    if target ~= S.RUNNING then
+        redis.call('ZADD', type_base .. job.type .. ':' .. target, job.seq, id)
+    end
+    if target == S.RUNNING then
+        redis.call('ZADD', lease_key, at_ms + lease.ms, id)
+    elseif current == S.RUNNING then
         redis.call('ZREM', lease_key, id)
+    end
+    if current == S.RETRYING then
+        redis.call('ZREM', retry_key, id)
+    elseif current == S.CREATED and target ~= S.RUNNING then
+        -- A started job's outbox entry is cleared by its confirm, or dropped by the sweep.
+        redis.call('ZREM', outbox_key, id)
     end
     if target == S.RETRYING then
         -- Every retrying job is on the schedule, so none can wait forever.
-        redis.call('ZADD', dispatch_key, now_ms + (args.retry_ms or 0), id)
-    else
-        redis.call('ZREM', dispatch_key, id)
+        redis.call('ZADD', retry_key, at_ms + (args.retry_ms or 0), id)
     end
-    if terminal then
-        table.insert(writes, 'finished_us'); table.insert(writes, at)
-    end
-    if target == S.COMPLETED then
-        redis.call('HDEL', job_key, 'error')  -- an earlier attempt's error is history now
-    end
-    for name, value in pairs(fields) do
-        table.insert(writes, name); table.insert(writes, value)
-    end
-    redis.call('HSET', job_key, unpack(writes))
-    local entry = {state = target, at = at, attempt = attempt}
-    if reason then entry.reason = reason end
-    local position = redis.call('RPUSH', history_key, cjson.encode(entry))
-    emit(job_type, current, target, at, attempt, position, reason)
-    if target == S.RUNNING and not started_us then
-        observe('queue_wait', job_type, '', seconds_between(created_us, at))
-    end
-    if terminal then
-        if started_us then
-            observe('duration', job_type, target, seconds_between(started_us, at))
-        end
-        observe('attempts', job_type, target, attempt)
-    end
-    if target == S.CANCELLED then
-        observe('cancel_latency', job_type, current, seconds_between(cancel_us or at, at))
-    end
-    redis.call('ZREM', state_base .. current, id)
-    redis.call('ZADD', state_base .. target, seq, id)
-    redis.call('ZREM', type_base .. job_type .. ':' .. current, id)
-    redis.call('ZADD', type_base .. job_type .. ':' .. target, seq, id)
-end
-
-local function grant_lease(owner, lease_ms)
-    local expires = now_ms + lease_ms
-    redis.call('HSET', job_key, 'lease_owner', owner, 'lease_expires_ms', string.format('%d', expires))
-    redis.call('ZADD', lease_key, expires, id)
-    return expires
+    return at_ms
 end
 
 -- The fencing check: whoever presents a lease must hold the live one, before any write.
-local function check_fence(current, fence)
-    local holder = redis.call('HGET', job_key, 'lease_owner')
-    if current ~= S.RUNNING or holder ~= fence then
-        return {'err', 'stale', holder or false, current}
+local function check_fence(job, fence)
+    local holder = job.lease_owner
+    if job.state ~= S.RUNNING or holder ~= fence then
+        return {'err', 'stale', holder or false, job.state}
     end
     return nil
 end
