@@ -106,7 +106,7 @@ class Runner:
         deadline = time.monotonic() + self.lease_seconds
         while True:
             try:
-                self.store.transition(
+                self.store.end_attempt(
                     job.id,
                     stored.state,
                     fence=attempt.owner,

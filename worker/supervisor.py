@@ -47,6 +47,8 @@ class RunningAttempt:
     fired_at: float | None = None
     """When the token fired (monotonic clock); the grace period counts from here."""
     token: CancellationToken = field(init=False)
+    wake: Callable[[], None] | None = None
+    """Called when progress is first reported since the last flush (set by the supervisor)."""
     _progress: Progress | None = None
     _finished: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -66,7 +68,14 @@ class RunningAttempt:
 
     def set_progress(self, fraction: float | None, message: str | None) -> None:
         with self._lock:
+            newly = self._progress is None
             self._progress = Progress(fraction=fraction, message=message)
+        if newly and self.wake is not None:
+            self.wake()
+
+    @property
+    def progress_pending(self) -> bool:
+        return self._progress is not None
 
     def take_progress(self) -> Progress | None:
         with self._lock:
@@ -87,6 +96,7 @@ class Supervisor:
     ) -> None:
         self._store = store
         self._renew_every = lease_seconds / 3
+        self._idle_wait = self._renew_every / 2
         self._grace = grace_seconds
         self._on_escalate = on_escalate
         self._cond = threading.Condition()
@@ -96,9 +106,13 @@ class Supervisor:
         self._thread.start()
 
     def begin(self, attempt: RunningAttempt) -> None:
+        attempt.wake = self._wake
         with self._cond:
             self._current = attempt
-            self._cond.notify()
+            # The thread finds a new attempt by itself in time for its first renewal; only
+            # a timeout may fall due before it would look.
+            if attempt.timeout is not None:
+                self._cond.notify()
             # A cancel requested before the start is in the job; one published between
             # the start in Redis and this moment is in the early cancels.
             early = self._early.pop(attempt.job.id, None) is not None
@@ -152,19 +166,29 @@ class Supervisor:
         except StoreUnavailableError:
             logger.warning("job %s: progress not stored, Redis unavailable", attempt.job.id)
 
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
     def _run(self) -> None:
-        renew_at = flush_at = 0.0
+        renew_at = flushed_at = 0.0
         watched: RunningAttempt | None = None
         while True:
             with self._cond:
-                while self._current is None:
-                    self._cond.wait()
                 attempt = self._current
+                if attempt is None:
+                    # Short jobs come and go without waking this thread: it looks now and
+                    # then, and an attempt's first renewal is due a third of a lease after
+                    # its start, long after the first look.
+                    self._cond.wait(self._idle_wait)
+                    continue
                 now = time.monotonic()
                 if attempt is not watched:
                     watched = attempt
-                    renew_at, flush_at = now + self._renew_every, now + PROGRESS_EVERY
-                deadlines = [renew_at, flush_at]
+                    renew_at, flushed_at = attempt.started + self._renew_every, -PROGRESS_EVERY
+                deadlines = [renew_at]
+                if attempt.progress_pending:
+                    deadlines.append(flushed_at + PROGRESS_EVERY)
                 if attempt.timeout is not None and not attempt.token.cancelled:
                     deadlines.append(attempt.started + attempt.timeout)
                 if attempt.fired_at is not None:
@@ -177,9 +201,9 @@ class Supervisor:
             try:
                 if now >= renew_at:
                     renew_at = now + self._renew(attempt)
-                if now >= flush_at:
+                if attempt.progress_pending and now >= flushed_at + PROGRESS_EVERY:
                     self.flush_progress(attempt)
-                    flush_at = now + PROGRESS_EVERY
+                    flushed_at = now
                 if attempt.timeout is not None and now >= attempt.started + attempt.timeout:
                     self.fire(attempt, "timeout")
                 fired_at = attempt.fired_at
@@ -188,7 +212,7 @@ class Supervisor:
             except Exception:
                 # This thread guards every attempt of the process; it must outlive any bug.
                 logger.exception("supervising job %s failed", attempt.job.id)
-                renew_at = flush_at = time.monotonic() + 1.0
+                renew_at = flushed_at = time.monotonic() + 1.0
 
     def _renew(self, attempt: RunningAttempt) -> float:
         """Renew the lease; returns the seconds until the next renewal."""
