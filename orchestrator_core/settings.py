@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     """How long execute may ignore a fired token before the worker stops the attempt."""
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
     """How often each worker publishes due retries and looks for lost jobs."""
-    prefetch_multiplier: int = Field(default=1, ge=1, le=100)
-    """Messages each worker process reserves ahead; 1 keeps long jobs from holding others back."""
+    prefetch_multiplier: int = Field(default=4, ge=1, le=100)
+    """Messages each worker process reserves ahead (late acks keep them safe: a worker that
+    dies gives them back). More keeps a busy worker fed; 1 suits long jobs, which would
+    hold the messages reserved behind them while other workers idle."""
     outbox_seconds: float = Field(default=10.0, gt=0)
     """How long a new job waits for its publish to be confirmed before the sweep publishes it."""
     idempotency_seconds: float = Field(default=86400.0, gt=0)

@@ -25,7 +25,7 @@ PERSISTENT = 2
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings for no loss: confirmed persistent messages, late acks, prefetch 1."""
+    """Celery settings for no loss: confirmed persistent messages and late acks."""
     return {
         "broker_url": settings.broker_url,
         "broker_connection_timeout": settings.publish_timeout_seconds,
@@ -43,7 +43,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # message back to the queue instead of losing it.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # One unacknowledged message per process: a long job never holds others hostage.
+        # Messages reserved ahead are safe with late acks: a dead worker's go back.
         "worker_prefetch_multiplier": settings.prefetch_multiplier,
         "worker_enable_remote_control": False,
         "worker_send_task_events": False,

@@ -32,6 +32,31 @@ def test_a_killed_worker_s_job_completes_as_a_new_attempt_on_another(
     ]
 
 
+def test_messages_a_killed_worker_had_reserved_all_run_on_another(
+    workers: Workers, jobs: Jobs
+) -> None:
+    # With the default prefetch a busy worker holds messages beyond the one it runs.
+    first = workers.start(concurrency=1)
+    running = jobs.submit("demo.sleep", {"seconds": 3, "steps": 3})
+    jobs.wait(running.id, State.RUNNING)
+    waiting = [jobs.submit("demo.echo", {"message": f"m{n}"}) for n in range(5)]
+    queue = f"{jobs.store.keys.prefix}.demo.echo"
+    with Connection(workers.settings.broker_url) as connection:
+        deadline = time.monotonic() + 10
+        while (ready := connection.default_channel.queue_declare(queue, passive=True)[1]) > 2:
+            assert time.monotonic() < deadline, f"{ready} messages still ready"
+            time.sleep(0.05)
+    assert all(jobs.store.get(job.id).state is State.CREATED for job in waiting)
+
+    first.kill()
+    workers.start(concurrency=1)
+
+    for job in waiting:
+        done = jobs.wait(job.id, State.COMPLETED, timeout=30)
+        assert done.attempts == 1
+    assert jobs.wait(running.id, State.COMPLETED, timeout=30).attempts == 2
+
+
 def test_a_job_that_kills_its_worker_every_time_ends_failed(workers: Workers, jobs: Jobs) -> None:
     workers.start()
     job = jobs.submit("wt.crash", {})
