@@ -2,18 +2,24 @@
 
 Celery's defaults throughout (early acks, prefetch multiplier 4, unconfirmed
 publishes), except that the queue, its exchange and the result keys are named per
-run so they can be deleted afterwards. The worker finds its settings in the
-environment, the bench process passes them to :func:`make_app`::
+run so they can be deleted afterwards. The bench runs both workers at INFO, to see
+them report ready; like Celery's own default level, neither logs a line per task.
+The worker finds its settings in the environment, the bench process passes them to
+:func:`make_app`::
 
     BENCH_RAW_QUEUE=q BENCH_RAW_KEYPREFIX=q: celery -A bench.raw_celery worker -Q q
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Exchange, Queue
+
+from worker.main import TASK_LOGGERS
 
 TASK_NAME = "bench.noop"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -46,6 +52,12 @@ def make_app(*, queue: str, keyprefix: str, broker_url: str, redis_url: str) -> 
         return None
 
     return app
+
+
+@signals.after_setup_logger.connect  # type: ignore[untyped-decorator]
+def _quiet_task_lines(**_: Any) -> None:
+    for name in TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 app = make_app(

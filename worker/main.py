@@ -76,6 +76,8 @@ def run_worker(
     )
     beating = threading.Thread(target=heartbeat.run, args=(stop,), name="heartbeat", daemon=True)
     beating.start()
+    if loglevel != "DEBUG":
+        quiet_task_lines()
     logger.info("serving %s on queues %s", ", ".join(names), ", ".join(queues))
     worker = app.Worker(
         hostname=node,
@@ -96,3 +98,15 @@ def run_worker(
         sweeping.join(timeout=5)
         beating.join(timeout=5)
     return int(worker.exitcode or 0)
+
+
+TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+"""Celery's loggers of a line per task received and per task succeeded."""
+
+
+def quiet_task_lines() -> None:
+    """Leave out Celery's two INFO lines per task: the event stream records every
+    transition of every job, and on a busy worker the lines cost a share of its CPU.
+    Failures are still logged; ``--log-level DEBUG`` brings the lines back."""
+    for name in TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
