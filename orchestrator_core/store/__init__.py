@@ -2,6 +2,7 @@
 
 - ``jobs.py``: :class:`JobStore`, the operations on jobs;
 - ``script.py`` and ``lua/``: the server-side script every write goes through;
+- ``tickets.py``: what a submission asks for: jobs created together or not at all;
 - ``replies.py``: what the operations answer, and the script's refusals as exceptions;
 - ``records.py``: how a job document is laid out in Redis and read back;
 - ``keys.py``: every key and broker name under the prefix;
@@ -17,7 +18,9 @@ from orchestrator_core.store.replies import (
     LeaseStatus,
     Page,
     StartResult,
+    Submitted,
 )
+from orchestrator_core.store.tickets import NewJob, Ticket
 
 __all__ = [
     "MAX_PAGE",
@@ -28,8 +31,11 @@ __all__ = [
     "Created",
     "JobStore",
     "LeaseStatus",
+    "NewJob",
     "Observer",
     "Page",
     "StartResult",
+    "Submitted",
+    "Ticket",
     "canonical_id",
 ]

@@ -9,15 +9,20 @@ about a job's state never matter: Redis refuses an illegal move.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
 
-from orchestrator_core.exceptions import CorruptJobError, InvalidQueryError, JobNotFoundError
+from orchestrator_core.exceptions import (
+    CorruptJobError,
+    IllegalTransitionError,
+    InvalidQueryError,
+    JobNotFoundError,
+    OrchestratorError,
+)
 from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
 from orchestrator_core.models import ErrorInfo, Job, Progress
 from orchestrator_core.settings import Settings
@@ -33,8 +38,12 @@ from orchestrator_core.store.replies import (
     LeaseStatus,
     Page,
     StartResult,
+    Submitted,
+    refusal,
 )
 from orchestrator_core.store.script import StoreScript
+from orchestrator_core.store.tickets import NewJob, Ticket
+from orchestrator_core.store.tickets import script_arguments as tickets_arguments
 
 if TYPE_CHECKING:
     from orchestrator_core.plugins import Plugins
@@ -189,7 +198,10 @@ class JobStore:
         :raises JobExistsError: ``job_id`` is taken.
         :raises SerializationError: the payload is not JSON.
         """
-        return self._create(job_type, payload, max_attempts, queue, job_id, None).job
+        if job_id is not None:
+            job_id = canonical_id(job_id)
+        job = NewJob(job_type, payload, max_attempts, queue=queue, job_id=job_id)
+        return _only(self.submit([Ticket((job,))])).jobs[0]
 
     def create_once(
         self,
@@ -208,7 +220,37 @@ class JobStore:
 
         :raises IdempotencyConflictError: the key names a job made from another request.
         """
-        return self._create(job_type, payload, max_attempts, queue, None, idempotency_key)
+        job = NewJob(job_type, payload, max_attempts, queue=queue)
+        submitted = _only(self.submit([Ticket((job,), idempotency_key)]))
+        return Created(submitted.jobs[0], submitted.created)
+
+    def submit(self, tickets: Sequence[Ticket]) -> list[Submitted | OrchestratorError]:
+        """Create every ticket's jobs, each ticket whole or not at all, in one round trip.
+
+        :return: per ticket, its jobs (made now, or by the first request under its
+            idempotency key), or why it was refused (``JobExistsError``,
+            ``IdempotencyConflictError``).
+        :raises StoreUnavailableError: Redis did not answer: any ticket may or may not
+            have been created (the sweep publishes what was).
+        :raises SerializationError: a payload is not JSON (nothing was sent).
+        """
+        args, payloads = tickets_arguments(
+            tickets, self.keys, outbox_ms=self.outbox_ms, idempotency_ms=self.idempotency_ms
+        )
+        new_types = {job.job_type for ticket in tickets for job in ticket.jobs} - self._job_types
+        if new_types:
+            # Replaced whole, never changed in place: other threads read it unlocked.
+            self._job_types = self._job_types | new_types
+        reply = self._call("create", "", "creating jobs", args, extra=payloads)
+        results: list[Submitted | OrchestratorError] = []
+        for outcome, *detail in reply[1]:
+            if outcome == "err":
+                job_id = str(detail[1]) if len(detail) > 1 else ""
+                results.append(refusal(job_id, detail, None, presented=None))
+                continue
+            jobs = tuple(decode_job(_id_of(flat), flat) for flat in detail[0])
+            results.append(Submitted(jobs, created=outcome == "created"))
+        return results
 
     def discard(self, job_id: str) -> None:
         """Delete a job that was never started, as if it had never been submitted.
@@ -216,46 +258,30 @@ class JobStore:
         For a submission whose message could not be queued: the client is told it
         failed, so the job must not run or be listed later.
 
-        :raises IllegalTransitionError: the job has left CREATED (or started).
+        :raises IllegalTransitionError: the job has left CREATED (or started), or is gone.
         """
         job_id = canonical_id(job_id)
-        self._call("discard", job_id, "discarding a job")
-
-    def _create(
-        self,
-        job_type: str,
-        payload: Mapping[str, Any],
-        max_attempts: int,
-        queue: str | None,
-        job_id: str | None,
-        idempotency_key: str | None,
-    ) -> Created:
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
-        args: dict[str, Any] = {
-            "type": job_type,
-            "queue": queue or self.keys.queue(job_type),
-            "max_attempts": max_attempts,
-            "dispatch_ms": self.outbox_ms,
-        }
-        if job_id is None:
-            job_id = str(uuid.uuid4())
-        else:
-            job_id = canonical_id(job_id)
-            args["check_id"] = True
-        blob = to_json(dict(payload), what="payload")
-        if idempotency_key is not None:
-            request = f"{job_type}\n{max_attempts}\n{blob}".encode()
-            args.update(
-                idem=self.keys.idempotency(idempotency_key),
-                fingerprint=hashlib.sha256(request).hexdigest(),
-                idem_ttl_ms=self.idempotency_ms,
+        if self.discard_groups([[job_id]]):
+            current = self.get(job_id).state
+            raise IllegalTransitionError(
+                job_id,
+                current=current.value,
+                requested="discarded",
+                detail="only a job that never started can be discarded",
             )
-        if job_type not in self._job_types:
-            # Replaced whole, never changed in place: other threads read it unlocked.
-            self._job_types = self._job_types | {job_type}
-        reply = self._call("create", job_id, "creating a job", args, blob)
-        return Created(self._job(reply[2], reply[3]), created=reply[1] == "created")
+
+    def discard_groups(self, groups: Sequence[Sequence[str]]) -> list[int]:
+        """Delete the jobs of each group (one request's jobs) that never started, each
+        group whole or not at all.
+
+        :return: the positions of the groups kept, because one of their jobs has started
+            (its message got through after all) or is gone.
+        """
+        if not groups:
+            return []
+        ids = [[canonical_id(job_id) for job_id in group] for group in groups]
+        reply = self._call("discard", ids[0][0], "discarding jobs", {"groups": ids})
+        return [int(position) - 1 for position in reply[1]]
 
     def transition(
         self,
@@ -484,6 +510,19 @@ class JobStore:
                 # The transition is persisted; an observer's bug must not look like its failure.
                 logger.exception("transition observer failed for job %s", job.id)
         return job
+
+
+def _id_of(flat: list[str]) -> str:
+    """The ``id`` field of a flat document (an earlier request's job, for a repeat)."""
+    names = flat[::2]
+    return flat[names.index("id") * 2 + 1] if "id" in names else "?"
+
+
+def _only(results: list[Submitted | OrchestratorError]) -> Submitted:
+    [result] = results
+    if isinstance(result, OrchestratorError):
+        raise result
+    return result
 
 
 def _millis(seconds: float) -> int:

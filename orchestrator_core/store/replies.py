@@ -64,6 +64,15 @@ class Created:
 
 
 @dataclass(frozen=True, slots=True)
+class Submitted:
+    """A ticket's jobs, in its order, and whether this call made them (False: a repeat of
+    an idempotent request, which gets the first request's jobs)."""
+
+    jobs: tuple[Job, ...]
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A job the sweep must publish: its queue and the attempt the message is for."""
 
@@ -101,7 +110,7 @@ def refusal(
     if code == "not_found":
         return JobNotFoundError(job_id)
     if code == "exists":
-        return JobExistsError(job_id)
+        return JobExistsError(detail[1] if len(detail) > 1 else job_id)
     if code == "idempotency_conflict":
         return IdempotencyConflictError(job_id=detail[1])
     if code == "illegal":

@@ -10,7 +10,7 @@ so Python and Redis cannot disagree about them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -106,6 +106,7 @@ class StoreScript:
         *,
         target: State | None = None,
         client: redis.client.Pipeline | None = None,
+        extra: Sequence[str] = (),
     ) -> Any:
         """Run ``op`` for ``job_id`` and return the script's ``ok`` reply.
 
@@ -114,6 +115,7 @@ class StoreScript:
         :param blob: a JSON document (a payload, a result or progress).
         :param target: the state asked for, named when the move is refused.
         :param client: a pipeline to queue the call on; the call then returns None.
+        :param extra: arguments after the fixed ones (the payloads of a ``create``).
         :raises StoreUnavailableError: Redis did not answer.
         :raises OrchestratorError: the refusal the script replied with (see ``replies.py``).
         """
@@ -122,6 +124,7 @@ class StoreScript:
         names = [keys.job(job_id), keys.history(job_id), *self._shared_keys]
         values = [op, job_id, *self._stems, json.dumps(small, separators=(",", ":")), blob]
         values.append(self._events_cap)
+        values.extend(extra)
         with redis_errors(action):
             if client is not None:
                 # A pipeline loads the script first if Redis lacks it.

@@ -1,61 +1,133 @@
--- Submission: a new job, and the undoing of one whose message could not be queued.
+-- Submission: new jobs, in tickets (one request each: one job, or a batch), and the
+-- undoing of jobs whose messages could not be queued.
 
-JOBLESS.create = true
-function ops.create()
-    if args.idem then
-        -- One job per idempotency key: a repeat with the same body gets the first job.
-        local earlier, fingerprint = unpack(redis.call('HMGET', args.idem, 'job', 'fingerprint'))
-        if earlier then
-            if fingerprint ~= args.fingerprint then
-                return {'err', 'idempotency_conflict', earlier}
-            end
-            local key = job_stem .. '{' .. earlier .. '}'
-            return {'ok', 'existing', earlier, document_of(job_at(key, key .. ':history'))}
-        end
-        redis.call('HSET', args.idem, 'job', id, 'fingerprint', args.fingerprint)
-        redis.call('PEXPIRE', args.idem, args.idem_ttl_ms)
-    end
-    -- Ids the store makes itself are fresh UUIDs; only a caller's own id is checked.
-    if args.check_id and redis.call('EXISTS', job_key) == 1 then
-        return {'err', 'exists'}
-    end
+-- The job hash a ticket's job gets; `payload` is its JSON document.
+local function new_job(spec, payload)
+    local key = job_stem .. '{' .. spec.id .. '}'
     local seq = redis.call('INCR', seq_key)
     local event = redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*',
-        'job_id', id, 'type', args.type, 'state', S.CREATED, 'attempt', 0, 'seq', 1)
+        'job_id', spec.id, 'type', spec.type, 'state', S.CREATED, 'attempt', 0, 'seq', 1)
     local at_ms = entry_ms(event)
     local at = micros(at_ms)
     local job = {
-        id = id, type = args.type, queue = args.queue, state = S.CREATED, payload = blob,
-        attempts = '0', max_attempts = tostring(args.max_attempts), cancel_requested = '0',
-        created_us = at, updated_us = at, seq = tostring(seq), idem = args.idem or '',
-        created_event = event, transitions = '1',
+        id = spec.id, type = spec.type, queue = spec.queue, state = S.CREATED,
+        payload = payload, attempts = '0', max_attempts = tostring(spec.max_attempts),
+        cancel_requested = '0', created_us = at, updated_us = at, seq = tostring(seq),
+        idem = spec.idem or '', created_event = event, transitions = '1',
         history = '[' .. cjson.encode({state = S.CREATED, at = at, attempt = 0}) .. ']',
     }
-    redis.call('HSET', job_key, unpack(flatten(job)))
-    redis.call('ZADD', type_base .. args.type .. ':' .. S.CREATED, seq, id)
-    redis.call('ZADD', outbox_key, at_ms + args.dispatch_ms, id)
-    return {'ok', 'created', id, document_of(job)}
+    redis.call('HSET', key, unpack(flatten(job)))
+    redis.call('ZADD', type_base .. spec.type .. ':' .. S.CREATED, seq, spec.id)
+    redis.call('ZADD', outbox_key, at_ms + args.dispatch_ms, spec.id)
+    return document_of(job)[2]
 end
 
--- Undo a submission whose message could not be queued: only a job nobody has seen
--- start, so to clients it never existed.
-function ops.discard(job)
-    if job.state ~= S.CREATED or tonumber(job.attempts) ~= 0 then
-        return {'err', 'illegal', job.state, 'only a job that never started can be discarded'}
+-- The jobs an idempotency record names (an earlier layout named one, as `job`).
+local function recorded_jobs(idem)
+    local jobs, job, fingerprint = unpack(redis.call('HMGET', idem, 'jobs', 'job', 'fingerprint'))
+    if jobs then return cjson.decode(jobs), fingerprint end
+    if job then return {job}, fingerprint end
+    return nil, nil
+end
+
+-- args.tickets: {idem?, fingerprint?, jobs = {{id, type, queue, max_attempts, check_id?}}};
+-- the payloads follow ARGV[8], one per job in ticket order. One reply per ticket:
+-- {'created', documents}, {'existing', documents} (a repeat of an idempotent request)
+-- or {'err', code, ...}.
+JOBLESS.create = true
+function ops.create()
+    local results, next_payload = {}, 9
+    for t, ticket in ipairs(args.tickets) do
+        local first_payload = next_payload
+        next_payload = next_payload + #ticket.jobs
+        local result
+        if ticket.idem then
+            -- One set of jobs per key: a repeat with the same body gets the first ones.
+            local earlier, fingerprint = recorded_jobs(ticket.idem)
+            if earlier then
+                if fingerprint ~= ticket.fingerprint then
+                    result = {'err', 'idempotency_conflict', earlier[1]}
+                else
+                    local documents = {}
+                    for i, job_id in ipairs(earlier) do
+                        local key = job_stem .. '{' .. job_id .. '}'
+                        local job = job_at(key, key .. ':history')
+                        documents[i] = job and document_of(job)[2] or {}
+                    end
+                    result = {'existing', documents}
+                end
+            end
+        end
+        if not result then
+            for _, spec in ipairs(ticket.jobs) do
+                -- Ids the store makes itself are fresh UUIDs; only a caller's own is checked.
+                if spec.check_id and redis.call('EXISTS', job_stem .. '{' .. spec.id .. '}') == 1 then
+                    result = {'err', 'exists', spec.id}
+                end
+            end
+        end
+        if not result then
+            local documents, ids = {}, {}
+            for i, spec in ipairs(ticket.jobs) do
+                spec.idem = ticket.idem
+                documents[i] = new_job(spec, ARGV[first_payload + i - 1])
+                ids[i] = spec.id
+            end
+            if ticket.idem then
+                redis.call('HSET', ticket.idem, 'jobs', cjson.encode(ids),
+                    'fingerprint', ticket.fingerprint)
+                redis.call('PEXPIRE', ticket.idem, args.idem_ttl_ms)
+            end
+            result = {'created', documents}
+        end
+        results[t] = result
     end
-    -- Neither its event nor its count stays: the job never existed.
-    if job.created_event then
-        redis.call('XDEL', events_key, job.created_event)
-        local folded = redis.call('HGET', metrics_key, 'cursor')
-        if folded and entry_le(job.created_event, folded) then
-            redis.call('HINCRBY', metrics_key, 't|' .. job.type .. '|' .. S.CREATED, -1)
+    return {'ok', results}
+end
+
+-- Undo submissions whose messages could not be queued: only jobs nobody has seen
+-- start, so to clients they never existed. args.groups: lists of job ids (one request's
+-- each), each discarded whole or not at all. Replies {'ok', kept}: the positions of the
+-- groups kept because one of their jobs has started (or is gone).
+JOBLESS.discard = true
+function ops.discard()
+    local kept = {}
+    local folded = redis.call('HGET', metrics_key, 'cursor')
+    for position, ids in ipairs(args.groups) do
+        local jobs = {}
+        for i, job_id in ipairs(ids) do
+            local key = job_stem .. '{' .. job_id .. '}'
+            local job = job_at(key, key .. ':history')
+            if not job or job.state ~= S.CREATED or tonumber(job.attempts) ~= 0 then
+                jobs = nil
+                break
+            end
+            jobs[i] = job
+        end
+        if not jobs then
+            kept[#kept + 1] = position
+        else
+            for _, job in ipairs(jobs) do
+                local key = job_stem .. '{' .. job.id .. '}'
+                -- Neither its event nor its count stays: the job never existed.
+                if job.created_event then
+                    redis.call('XDEL', events_key, job.created_event)
+                    if folded and entry_le(job.created_event, folded) then
+                        redis.call('HINCRBY', metrics_key, 't|' .. job.type .. '|' .. S.CREATED, -1)
+                    end
+                end
+                redis.call('DEL', key, key .. ':history')
+                redis.call('ZREM', type_base .. job.type .. ':' .. S.CREATED, job.id)
+                redis.call('ZREM', outbox_key, job.id)
+                if job.idem and job.idem ~= '' then
+                    local names = redis.call('HMGET', job.idem, 'jobs', 'job')
+                    local record = names[1] or names[2]
+                    if record and string.find(record, job.id, 1, true) then
+                        redis.call('DEL', job.idem)
+                    end
+                end
+            end
         end
     end
-    redis.call('DEL', job_key, legacy_history_key)
-    redis.call('ZREM', type_base .. job.type .. ':' .. S.CREATED, id)
-    redis.call('ZREM', outbox_key, id)
-    if job.idem and job.idem ~= '' and redis.call('HGET', job.idem, 'job') == id then
-        redis.call('DEL', job.idem)
-    end
-    return {'ok'}
+    return {'ok', kept}
 end

@@ -1,0 +1,92 @@
+"""What a submission asks the store for: tickets of new jobs, created together or not.
+
+A ticket is one request: a job, or a batch of them. The store script creates a call's
+tickets one after the other, each whole or not at all, so many requests share a round
+trip while each keeps its own outcome (and its own ``Idempotency-Key``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator_core.store.keys import Keys
+from orchestrator_core.store.records import to_json
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to create: its type, payload (validated already) and attempts."""
+
+    job_type: str
+    payload: Mapping[str, Any]
+    max_attempts: int
+    queue: str | None = None
+    """The broker queue (already prefixed); None takes the type's own."""
+    job_id: str | None = None
+    """An id of the caller's choosing, checked to be free; None makes a fresh one."""
+
+    def __post_init__(self) -> None:
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"max_attempts must be a positive integer, not {attempts!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """The jobs of one request, created together or not at all."""
+
+    jobs: tuple[NewJob, ...]
+    idempotency_key: str | None = None
+    """With a key, a repeat of the same request gets the first jobs back, and a
+    different request under it is refused."""
+    ids: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.jobs:
+            raise ValueError("a ticket needs at least one job")
+        ids = tuple(str(uuid.uuid4()) if job.job_id is None else job.job_id for job in self.jobs)
+        object.__setattr__(self, "ids", ids)
+
+
+def script_arguments(
+    tickets: Sequence[Ticket], keys: Keys, *, outbox_ms: int, idempotency_ms: int
+) -> tuple[dict[str, Any], list[str]]:
+    """The ``create`` operation's arguments, and the payloads that follow them.
+
+    :raises SerializationError: a payload is not JSON.
+    """
+    payloads: list[str] = []
+    described = []
+    for ticket in tickets:
+        blobs = [to_json(dict(job.payload), what="payload") for job in ticket.jobs]
+        jobs = []
+        for job, job_id in zip(ticket.jobs, ticket.ids, strict=True):
+            spec: dict[str, Any] = {
+                "id": job_id,
+                "type": job.job_type,
+                "queue": job.queue or keys.queue(job.job_type),
+                "max_attempts": job.max_attempts,
+            }
+            if job.job_id is not None:
+                spec["check_id"] = True
+            jobs.append(spec)
+        entry: dict[str, Any] = {"jobs": jobs}
+        if ticket.idempotency_key is not None:
+            entry["idem"] = keys.idempotency(ticket.idempotency_key)
+            entry["fingerprint"] = fingerprint(ticket.jobs, blobs)
+        described.append(entry)
+        payloads.extend(blobs)
+    arguments = {"tickets": described, "dispatch_ms": outbox_ms, "idem_ttl_ms": idempotency_ms}
+    return arguments, payloads
+
+
+def fingerprint(jobs: Sequence[NewJob], blobs: Sequence[str]) -> str:
+    """What tells a repeat of a request from another request under the same key."""
+    parts = [
+        f"{job.job_type}\n{job.max_attempts}\n{blob}" for job, blob in zip(jobs, blobs, strict=True)
+    ]
+    return hashlib.sha256("\n\n".join(parts).encode()).hexdigest()
