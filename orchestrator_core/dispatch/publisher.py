@@ -1,17 +1,28 @@
-"""Publishing job messages with the broker's confirm, within a bounded time."""
+"""Publishing job messages with the broker's confirm, many at a time, within a bounded time.
+
+A confirm waited for message by message costs a round trip to the broker (and its
+disk) per job. Here every message of a batch is sent first and the confirms are
+awaited together, as RabbitMQ sends them: one ``basic.ack`` may cover many messages.
+Messages are published ``mandatory``, so one that no queue would take comes back
+(``basic.return``) and counts as failed instead of vanishing.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from amqp.exceptions import AMQPError
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 from celery import Celery
-from kombu import Producer, Queue
+from kombu import Queue
 from kombu.exceptions import KombuError
+from kombu.serialization import dumps
 
 from orchestrator_core.dispatch.broker import (
     PERSISTENT,
@@ -26,14 +37,54 @@ from orchestrator_core.store.keys import Keys
 
 logger = logging.getLogger(__name__)
 
+Outcome = BrokerUnavailableError | None
+"""What became of one message: None once the broker confirmed it, else why not."""
+
+_PENDING: Any = object()
+"""The outcome of a message sent and not yet confirmed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """The message that starts ``attempt`` of job ``job_id``, for ``queue``."""
+
+    job_id: str
+    attempt: int
+    queue: str
+
+
+@dataclass(eq=False)
+class _Channel:
+    """One thread's connection and confirm-mode channel, and what they are waiting for."""
+
+    connection: Any
+    channel: Any
+    sent: int = 0
+    """Delivery tag of the last message sent on the channel (tags count from 1)."""
+    waiting: dict[int, int] = field(default_factory=dict)
+    """Delivery tag -> index in the batch being sent, until confirmed."""
+    by_task: dict[str, int] = field(default_factory=dict)
+    """Task id -> index in the batch, to place a returned message."""
+    outcomes: list[Outcome] = field(default_factory=list)
+    """Per message of the batch: None once confirmed, an error, or ``_PENDING``."""
+    declared: set[str] = field(default_factory=set)
+
+    def settle(self, tag: int, multiple: bool, error: BrokerUnavailableError | None) -> None:
+        tags = [t for t in self.waiting if t <= tag] if multiple else [tag]
+        for each in tags:
+            index = self.waiting.pop(each, None)
+            # A returned message keeps its error: the broker confirms it all the same.
+            if index is not None and self.outcomes[index] is _PENDING:
+                self.outcomes[index] = error
+
 
 class Publisher:
-    """Sends job messages and waits for the broker's confirm, within a bounded time.
+    """Sends job messages and waits for the broker's confirms, within a bounded time.
 
     Each thread publishes on a connection of its own (kombu connections are not
-    thread-safe), opened on first use and replaced after any error. A publish that
-    fails on a connection the broker dropped while it sat idle is tried once more on
-    a fresh one: a duplicate message is harmless, the worker drops it.
+    thread-safe), opened on first use and replaced after any error. A batch that
+    fails on a connection the broker dropped while it sat idle is sent once more on a
+    fresh one: a duplicate message is harmless, the worker drops it.
     """
 
     def __init__(self, app: Celery, *, keys: Keys, timeout: float) -> None:
@@ -59,42 +110,41 @@ class Publisher:
 
         :raises BrokerUnavailableError: the broker is down, hung, or did not confirm.
         """
-        args = [job_id, attempt]
-        headers, properties, body, _ = self.app.amqp.as_task_v2(
-            str(uuid.uuid4()),
-            TASK_NAME,
-            args=args,
-            ignore_result=True,
-            argsrepr=repr(args),  # spares Celery's slower safe repr on the hot path
-            kwargsrepr="{}",
-        )
-        target = self._queues.get(queue)
-        if target is None:
-            target = self._queues.setdefault(queue, job_queue(self.keys, queue))
+        [error] = self.publish_many([Message(job_id, attempt, queue)])
+        if error is not None:
+            raise error
+
+    def publish_many(self, messages: Sequence[Message]) -> list[Outcome]:
+        """Queue every message; the broker's confirms of all of them are awaited together,
+        for at most the publish timeout.
+
+        :return: per message, None once the broker confirmed it, else why not (refused,
+            returned as unroutable, not confirmed in time, or the broker unreachable);
+            a message not confirmed may still have been queued.
+        """
+        if not messages:
+            return []
         for last_try in (False, True):
-            producer = self._producer()
             try:
-                producer.publish(
-                    body,
-                    exchange=target.exchange,
-                    routing_key=queue,
-                    serializer="json",
-                    delivery_mode=PERSISTENT,
-                    headers=headers,
-                    declare=[self._dead_letters, target],
-                    retry=False,
-                    timeout=self.timeout,
-                    confirm_timeout=self.timeout,
-                    **properties,
-                )
-                return
+                state = self._channel()
+            except BrokerUnavailableError as exc:
+                return [exc] * len(messages)
+            try:
+                return self._send(state, messages)
             except (KombuError, AMQPError, OSError) as exc:
-                self._discard()
-                if last_try or not _stale_connection(exc):
-                    raise BrokerUnavailableError(
-                        f"could not queue job {job_id} on {queue}: {type(exc).__name__}: {exc}"
-                    ) from exc
+                self._drop()
+                if (
+                    last_try
+                    or not _stale_connection(exc)
+                    or any(outcome is not _PENDING for outcome in state.outcomes)
+                ):
+                    error = BrokerUnavailableError(
+                        f"could not queue {len(messages)} message(s): {type(exc).__name__}: {exc}"
+                    )
+                    error.__cause__ = exc
+                    return [error] * len(messages)
                 logger.info("broker connection went stale; publishing again on a new one")
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
     def close(self) -> None:
         with self._lock:
@@ -102,33 +152,124 @@ class Publisher:
         for connection in connections:
             connection.collect()
 
-    def _producer(self) -> Any:
-        producer = getattr(self._local, "producer", None)
-        if producer is None:
-            # Publishing never reads from the socket, so AMQP heartbeats could not be
-            # serviced; keepalive covers a dead peer instead.
-            connection = self.app.connection_for_write(heartbeat=0)
+    def _send(self, state: _Channel, messages: Sequence[Message]) -> list[Outcome]:
+        channel = state.channel
+        state.outcomes = [_PENDING] * len(messages)
+        state.waiting.clear()
+        state.by_task.clear()
+        for index, message in enumerate(messages):
+            target = self._queue(message.queue)
+            if message.queue not in state.declared:
+                for entity in (self._dead_letters, target):
+                    entity(channel).declare()
+                state.declared.add(message.queue)
+            task_id = str(uuid.uuid4())
+            channel.basic_publish(
+                self._amqp_message(channel, message, task_id),
+                exchange=target.exchange.name,
+                routing_key=message.queue,
+                mandatory=True,
+            )
+            state.sent += 1
+            state.waiting[state.sent] = index
+            state.by_task[task_id] = index
+        deadline = time.monotonic() + self.timeout
+        while state.waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
-                connection.ensure_connection(max_retries=1, timeout=self.timeout)
-            except (KombuError, AMQPError, OSError) as exc:
-                connection.collect()
-                raise BrokerUnavailableError(
-                    f"cannot connect to the broker: {type(exc).__name__}: {exc}"
-                ) from exc
-            producer = Producer(connection.default_channel)
-            self._local.producer = producer
-            with self._lock:
-                self._connections.add(connection)
-        return producer
+                state.connection.drain_events(timeout=left)
+            except TimeoutError:
+                break
+        outcomes: list[Outcome] = []
+        for index, outcome in enumerate(state.outcomes):
+            if outcome is _PENDING:
+                job_id = messages[index].job_id
+                outcome = BrokerUnavailableError(
+                    f"the broker did not confirm the message of job {job_id} "
+                    f"within {self.timeout:g} s"
+                )
+            outcomes.append(outcome)
+        if state.waiting:
+            # Confirms still owed would settle the next batch's tags: start afresh.
+            self._drop()
+        return outcomes
 
-    def _discard(self) -> None:
-        producer = getattr(self._local, "producer", None)
-        self._local.producer = None
-        if producer is not None:
-            connection = producer.connection
-            with self._lock:
-                self._connections.discard(connection)
+    def _amqp_message(self, channel: Any, message: Message, task_id: str) -> Any:
+        args = [message.job_id, message.attempt]
+        headers, properties, body, _ = self.app.amqp.as_task_v2(
+            task_id,
+            TASK_NAME,
+            args=args,
+            ignore_result=True,
+            argsrepr=repr(args),  # spares Celery's slower safe repr on the hot path
+            kwargsrepr="{}",
+        )
+        content_type, content_encoding, data = dumps(body, serializer="json")
+        properties = {**properties, "delivery_mode": PERSISTENT}
+        return channel.prepare_message(data, 0, content_type, content_encoding, headers, properties)
+
+    def _queue(self, name: str) -> Queue:
+        target = self._queues.get(name)
+        if target is None:
+            target = self._queues.setdefault(name, job_queue(self.keys, name))
+        return target
+
+    def _channel(self) -> _Channel:
+        state: _Channel | None = getattr(self._local, "state", None)
+        if state is not None:
+            return state
+        # Publishing never reads from the socket but for confirms, so AMQP heartbeats
+        # could not be serviced; keepalive covers a dead peer instead. Confirms are
+        # awaited here, not by the transport one message at a time.
+        connection = self.app.connection_for_write(
+            heartbeat=0, transport_options={"confirm_publish": False}
+        )
+        try:
+            connection.ensure_connection(max_retries=1, timeout=self.timeout)
+            channel = connection.default_channel
+            channel.confirm_select()
+        except (KombuError, AMQPError, OSError) as exc:
             connection.collect()
+            raise BrokerUnavailableError(
+                f"cannot connect to the broker: {type(exc).__name__}: {exc}"
+            ) from exc
+        state = _Channel(connection, channel)
+        channel.events["basic_ack"].add(lambda tag, multiple: state.settle(tag, multiple, None))
+        channel.events["basic_nack"].add(
+            lambda tag, multiple: state.settle(
+                tag, multiple, BrokerUnavailableError("the broker refused the message (nack)")
+            )
+        )
+        channel.events["basic_return"].add(lambda *returned: _returned(state, *returned))
+        self._local.state = state
+        with self._lock:
+            self._connections.add(connection)
+        return state
+
+    def _drop(self) -> None:
+        state: _Channel | None = getattr(self._local, "state", None)
+        self._local.state = None
+        if state is not None:
+            with self._lock:
+                self._connections.discard(state.connection)
+            state.connection.collect()
+
+
+def _returned(
+    state: _Channel, exc: Exception, exchange: str, routing_key: str, message: Any
+) -> None:
+    """A message no queue took: its confirm still comes, but it was not queued."""
+    task_id = (message.properties.get("application_headers") or {}).get("id") or (
+        message.properties.get("correlation_id")
+    )
+    index = state.by_task.get(str(task_id))
+    if index is not None and state.outcomes[index] is _PENDING:
+        state.outcomes[index] = BrokerUnavailableError(
+            f"the broker could not route the message to {routing_key}: {exc}"
+        )
+    state.declared.discard(routing_key)  # declared again with the next message for it
 
 
 def _stale_connection(exc: BaseException) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from orchestrator_core.dispatch.publisher import Publisher
+from orchestrator_core.dispatch.publisher import Message, Publisher
 from orchestrator_core.exceptions import BrokerUnavailableError, StoreUnavailableError
 from orchestrator_core.store import JobStore
 
@@ -41,14 +41,18 @@ class Sweeper:
         after the visibility window.
         """
         claims = self.store.claim_due(limit=self.batch, visibility_seconds=self.visibility_seconds)
-        sent: list[tuple[str, int]] = []
-        try:
-            for claim in claims:
-                self.publisher.publish(claim.job_id, claim.attempt, claim.queue)
-                sent.append((claim.job_id, claim.attempt))
-        except BrokerUnavailableError:
+        outcomes = self.publisher.publish_many(
+            [Message(claim.job_id, claim.attempt, claim.queue) for claim in claims]
+        )
+        sent = [
+            (claim.job_id, claim.attempt)
+            for claim, error in zip(claims, outcomes, strict=True)
+            if error is None
+        ]
+        errors = [error for error in outcomes if error is not None]
+        if errors:
             logger.warning(
-                "sweep published %d of %d due jobs", len(sent), len(claims), exc_info=True
+                "sweep published %d of %d due jobs: %s", len(sent), len(claims), errors[0]
             )
         if sent:
             self.store.dispatched(sent)
