@@ -17,6 +17,7 @@ from orchestrator_core.exceptions import (
     BrokerUnavailableError,
     IdempotencyConflictError,
     IllegalTransitionError,
+    InvalidBatchError,
     InvalidQueryError,
     JobError,
     JobNotFoundError,
@@ -50,6 +51,8 @@ async def _orchestrator_error(request: Request, exc: Exception) -> JSONResponse:
     job_id = getattr(exc, "job_id", None)
     if isinstance(exc, JobNotFoundError):
         return _response(status.HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, InvalidBatchError):
+        return _response(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.detail)
     if isinstance(exc, UnknownJobTypeError):
         return _response(status.HTTP_422_UNPROCESSABLE_CONTENT, unknown_type_detail(exc))
     if isinstance(exc, InvalidQueryError | IdempotencyConflictError):

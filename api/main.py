@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api import errors, openapi
 from api.limits import BodyLimit
-from api.routes import events, health, job_types, jobs, metrics, states
+from api.routes import events, health, job_types, jobs, metrics, states, submissions
 from api.routes import plugins as plugin_report
 from api.routes import ui as dashboard
 from api.shutdown import ending_streams
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         async with ending_streams(state.fanout):
             yield
+        await anyio.to_thread.run_sync(state.submitter.close)
         state.publisher.close()
         state.store.redis.close()
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
     app.state.api = state
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTiming, histogram=state.metrics.requests)  # outermost: sees all
+    app.include_router(submissions.router)
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(job_types.router)

@@ -1,6 +1,7 @@
 """The OpenAPI document, with ``POST /jobs`` taking the union of every installed type's
 request model (``schemas.SubmissionModels``, the same models the route validates with),
-discriminated on ``type``, so generated clients and the docs page show each schema.
+discriminated on ``type``, so generated clients and the docs page show each schema;
+``POST /jobs/batch`` takes a list of them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.schemas import SubmissionModels
+from api.schemas import MAX_BATCH, SubmissionModels
 
 
 def install(app: FastAPI, submissions: SubmissionModels) -> None:
@@ -21,13 +22,23 @@ def install(app: FastAPI, submissions: SubmissionModels) -> None:
             )
             body, definitions = submissions.json_schema()
             document.setdefault("components", {}).setdefault("schemas", {}).update(definitions)
-            post = document["paths"]["/jobs"]["post"]
-            post.pop("x-job-create", None)
-            post["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": body}},
+            batch = {
+                "type": "object",
+                "properties": {
+                    "jobs": {"type": "array", "items": body, "minItems": 1, "maxItems": MAX_BATCH}
+                },
+                "required": ["jobs"],
+                "additionalProperties": False,
             }
-            post["parameters"] = post.get("parameters", [])
+            for path in document["paths"].values():
+                post = path.get("post", {})
+                kind = post.pop("x-job-create", None)
+                if kind is not None:
+                    schema = body if kind == "one" else batch
+                    post["requestBody"] = {
+                        "required": True,
+                        "content": {"application/json": {"schema": schema}},
+                    }
             app.openapi_schema = document
         return app.openapi_schema
 

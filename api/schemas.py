@@ -11,12 +11,15 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from orchestrator_core import Job, Plugins, State, UnknownJobTypeError
+from orchestrator_core import InvalidBatchError, Job, Plugins, State, UnknownJobTypeError
 
 MAX_ATTEMPTS_LIMIT = 100
 """The largest ``max_attempts`` a submission may ask for."""
+
+MAX_BATCH = 1000
+"""The most jobs one ``POST /jobs/batch`` may submit."""
 
 JobPublic = Job
 
@@ -66,6 +69,44 @@ class SubmissionModels:
         body = JobCreateAny.model_validate(data)
         raise UnknownJobTypeError(body.type, self._known)
 
+    def validate_batch(self, data: object) -> list[JobCreate]:
+        """Every submission of a ``POST /jobs/batch`` body ``{"jobs": [...]}``, each
+        validated as :meth:`validate` does.
+
+        :raises InvalidBatchError: listing every error of every item, its path starting
+            with ``jobs`` and the item's index.
+        """
+        if not isinstance(data, dict) or set(data) != {"jobs"}:
+            raise InvalidBatchError(
+                [_error(["body"], 'the body must be {"jobs": [...]}, and nothing else', "batch")]
+            )
+        items = data["jobs"]
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            raise InvalidBatchError(
+                [_error(["body", "jobs"], f"a list of 1 to {MAX_BATCH} jobs", "batch_size")]
+            )
+        valid: list[JobCreate] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            where: list[str | int] = ["body", "jobs", index]
+            try:
+                valid.append(self.validate(item))
+            except ValidationError as exc:
+                errors.extend(
+                    _error(
+                        [*where, *(str(p) if not isinstance(p, int) else p for p in e["loc"])],
+                        e["msg"],
+                        e["type"],
+                    )
+                    for e in exc.errors(include_url=False, include_input=False)
+                )
+            except UnknownJobTypeError as exc:
+                unknown = _error([*where, "type"], str(exc), "unknown_job_type")
+                errors.append({**unknown, "known_types": exc.known})
+        if errors:
+            raise InvalidBatchError(errors)
+        return valid
+
     def json_schema(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The request body schema (a union discriminated on ``type``) and the component
         schemas it refers to."""
@@ -79,6 +120,10 @@ class SubmissionModels:
         return schema, definitions
 
 
+def _error(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": message, "type": kind}
+
+
 def _model_for(name: str, payload: type[BaseModel]) -> type[JobCreate]:
     return create_model(
         "JobCreate_" + re.sub(r"[^A-Za-z0-9]", "_", name),
@@ -86,6 +131,12 @@ def _model_for(name: str, payload: type[BaseModel]) -> type[JobCreate]:
         type=(Literal[name], ...),  # type: ignore[arg-type]
         payload=(payload, ...),
     )
+
+
+class JobBatch(BaseModel):
+    """The jobs of one ``POST /jobs/batch``, in the order they were sent."""
+
+    items: list[JobPublic]
 
 
 class JobPage(BaseModel):

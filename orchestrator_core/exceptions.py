@@ -227,6 +227,18 @@ class BodyTooLargeError(OrchestratorError):
         self.limit = limit
 
 
+class InvalidBatchError(OrchestratorError, ValueError):
+    """Raised for a batch of submissions with any invalid item; none of it is submitted.
+
+    :ivar detail: every error of every item, each ``{"loc", "msg", "type"}`` with the
+        item's index in its path.
+    """
+
+    def __init__(self, detail: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(detail)} error(s) in the batch; nothing was submitted")
+        self.detail = detail
+
+
 class ApiError(OrchestratorError):
     """Raised by the client when the API answers with an error status, or cannot be reached.
 

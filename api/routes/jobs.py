@@ -1,20 +1,14 @@
-"""``/jobs``: submit, read, list and cancel jobs."""
+"""``/jobs``: read, list and cancel jobs (``submissions.py`` takes them in)."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails
+from fastapi import APIRouter, Query, Response, status
 
 from api.deps import Authorized, State
 from api.schemas import JobPage, JobPublic
 from orchestrator_core import Job
-from orchestrator_core.dispatch.submission import submit
 from orchestrator_core.store import MAX_PAGE, CancelOutcome
 
 router = APIRouter(tags=["jobs"], dependencies=[Authorized])
@@ -25,74 +19,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _invalid(errors: list[ErrorDetails]) -> JSONResponse:
-    detail = [
-        {
-            "loc": ["body", *error["loc"]],
-            "msg": error["msg"],
-            "type": error["type"],
-        }
-        for error in errors
-    ]
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
-@router.post(
-    "/jobs",
-    status_code=status.HTTP_201_CREATED,
-    response_model=JobPublic,
-    responses={
-        **ERRORS,
-        200: {"model": JobPublic, "description": "a repeat of an earlier request (same key)"},
-        400: {"description": "malformed JSON"},
-        413: {"description": "body over the limit"},
-        415: {"description": "not application/json"},
-        422: {"description": "unknown type, invalid payload or reused idempotency key"},
-    },
-    openapi_extra={"x-job-create": True},  # the request body schema is filled in by openapi.py
-)
-async def create_job(
-    request: Request,
-    state: State,
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
-) -> Response:
-    """Submit a job of a registered type; its payload must validate against the type's schema."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        return JSONResponse(
-            {"detail": "the body must be JSON, sent as Content-Type: application/json"},
-            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-        )
-    raw = await request.body()
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return JSONResponse(
-            {"detail": f"malformed JSON: {exc}"}, status_code=status.HTTP_400_BAD_REQUEST
-        )
-    try:
-        body = state.submissions.validate(data)
-    except ValidationError as exc:
-        return _invalid(exc.errors(include_url=False, include_input=False))
-    job_type = state.plugins.get(body.type).job_type
-    created = await run_in_threadpool(
-        submit,
-        state.store,
-        state.publisher,
-        job_type,
-        job_type.dump_payload(body.payload),
-        max_attempts=body.max_attempts,
-        idempotency_key=idempotency_key,
-    )
-    job = created.job
-    return _document(
-        job,
-        status.HTTP_201_CREATED if created.created else status.HTTP_200_OK,
-        headers={"Location": f"/jobs/{job.id}"},
-    )
-
-
-def _document(job: Job, code: int, headers: dict[str, str] | None = None) -> Response:
+def document(job: Job, code: int, headers: dict[str, str] | None = None) -> Response:
     # Serialized by the model itself: the generic encoder costs a third of a request.
     return Response(job.model_dump_json(), code, headers, media_type="application/json")
 
@@ -116,7 +43,7 @@ def list_jobs(
     responses={**ERRORS, 404: {"description": "no such job"}},
 )
 def get_job(job_id: str, state: State) -> Response:
-    return _document(state.store.get(job_id), status.HTTP_200_OK)
+    return document(state.store.get(job_id), status.HTTP_200_OK)
 
 
 @router.delete(
@@ -137,4 +64,4 @@ def cancel_job(job_id: str, state: State) -> Response:
         if result.outcome is CancelOutcome.FINISHED
         else status.HTTP_202_ACCEPTED
     )
-    return _document(result.job, code)
+    return document(result.job, code)

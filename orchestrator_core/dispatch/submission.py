@@ -1,22 +1,229 @@
-"""Submitting a job: store it, publish its first message, confirm it left the outbox."""
+"""Submitting jobs: store them, publish their first messages, take them off the outbox.
+
+Requests from any thread (an API's event loop, a CLI, a bench) wait in one queue; a
+thread of the :class:`Submitter` takes everything waiting and submits it together: one
+store call creates every request's jobs, their messages are published with their
+confirms awaited together, and one command takes them off the outbox. A lone request
+goes alone, at once; under load, requests share those round trips, so a submission
+costs a fraction of them. Each request keeps its own outcome:
+
+- its jobs are stored and their messages confirmed: done, every job will run;
+- a message is not confirmed: the request's jobs are discarded, as if never
+  submitted, and it fails with ``BrokerUnavailableError`` (unless one of them has
+  started meanwhile, so its message did get through: then the rest stay in the
+  outbox, the sweep publishes them, and the request is done);
+- Redis does not answer: it fails with ``StoreUnavailableError``; jobs that were
+  stored are published by the sweep.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+import queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator_core.dispatch.broker import queue_name
-from orchestrator_core.dispatch.publisher import Publisher
+from orchestrator_core.dispatch.publisher import Message, Publisher
 from orchestrator_core.exceptions import (
     BrokerUnavailableError,
     OrchestratorError,
     StoreUnavailableError,
 )
 from orchestrator_core.job_type import JobType
-from orchestrator_core.store import Created, JobStore
+from orchestrator_core.store import Created, JobStore, NewJob, Submitted, Ticket
 
 logger = logging.getLogger(__name__)
+
+MAX_BATCH_JOBS = 1000
+"""At most this many jobs go in one store call and one run of publishes."""
+
+THREADS = 4
+"""Batches in flight at once: while one waits for its confirms (the broker writes
+persistent messages to disk first), the next forms and goes out."""
+
+
+@dataclass(eq=False)
+class _Request:
+    ticket: Ticket
+    queues: tuple[str, ...]
+    future: Future[Submitted] = field(default_factory=Future)
+
+
+class Submitter:
+    """Submits jobs, many requests at a time (see the module's description).
+
+    Thread-safe; its threads start with the first request, and stop with
+    :meth:`close`, after the requests already waiting.
+    """
+
+    def __init__(self, store: JobStore, publisher: Publisher) -> None:
+        self.store = store
+        self.publisher = publisher
+        self._waiting: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def new_job(
+        self, job_type: JobType, payload: Mapping[str, Any], *, max_attempts: int | None = None
+    ) -> NewJob:
+        """What submitting ``payload`` (validated already) as a job of ``job_type`` asks
+        the store for; ``max_attempts`` defaults to the type's own."""
+        attempts = max_attempts or job_type.max_attempts
+        return NewJob(job_type.name, payload, attempts, queue=queue_name(self.store.keys, job_type))
+
+    def submit(self, jobs: Sequence[NewJob], *, idempotency_key: str | None = None) -> Submitted:
+        """Submit one request's jobs and wait for its outcome.
+
+        :raises BrokerUnavailableError: a message was not confirmed; nothing is left.
+        :raises StoreUnavailableError: Redis did not answer.
+        :raises IdempotencyConflictError: the key names another request's jobs.
+        """
+        return self.begin(jobs, idempotency_key=idempotency_key).result()
+
+    async def submit_async(
+        self, jobs: Sequence[NewJob], *, idempotency_key: str | None = None
+    ) -> Submitted:
+        """:meth:`submit` for an event loop, which it never blocks."""
+        return await asyncio.wrap_future(self.begin(jobs, idempotency_key=idempotency_key))
+
+    def submit_here(
+        self, jobs: Sequence[NewJob], *, idempotency_key: str | None = None
+    ) -> Submitted:
+        """:meth:`submit` in the calling thread, sharing no round trip with other requests."""
+        request = self._request(jobs, idempotency_key)
+        self._submit([request])
+        return request.future.result()
+
+    def begin(
+        self, jobs: Sequence[NewJob], *, idempotency_key: str | None = None
+    ) -> Future[Submitted]:
+        """Queue one request's jobs; the future holds its outcome."""
+        request = self._request(jobs, idempotency_key)
+        with self._lock:
+            if self._closed:
+                raise BrokerUnavailableError("the submitter is closed")
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._run, name=f"submitter-{n}", daemon=True)
+                    for n in range(THREADS)
+                ]
+                for thread in self._threads:
+                    thread.start()
+            self._waiting.put(request)
+        return request.future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Submit what is waiting, then stop the thread."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+            for _ in threads:
+                self._waiting.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _request(self, jobs: Sequence[NewJob], idempotency_key: str | None) -> _Request:
+        return _Request(
+            Ticket(tuple(jobs), idempotency_key),
+            tuple(job.queue or self.store.keys.queue(job.job_type) for job in jobs),
+        )
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._waiting.get()
+            if first is None:
+                return
+            batch, jobs = [first], len(first.ticket.jobs)
+            while jobs < MAX_BATCH_JOBS:
+                try:
+                    more = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+                jobs += len(more.ticket.jobs)
+            try:
+                self._submit(batch)
+            except Exception as exc:
+                # This thread serves every request of the process: it must outlive any bug.
+                logger.exception("submitting %d request(s) failed", len(batch))
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+
+    def _submit(self, batch: list[_Request]) -> None:
+        try:
+            results = self.store.submit([request.ticket for request in batch])
+        except OrchestratorError as exc:
+            for request in batch:
+                request.future.set_exception(exc)
+            return
+        fresh: list[tuple[_Request, Submitted]] = []
+        for request, result in zip(batch, results, strict=True):
+            if isinstance(result, OrchestratorError):
+                request.future.set_exception(result)
+            elif not result.created:
+                request.future.set_result(result)  # a repeat: its jobs were published before
+            else:
+                fresh.append((request, result))
+        messages = [
+            Message(job.id, 1, queue)
+            for request, result in fresh
+            for job, queue in zip(result.jobs, request.queues, strict=True)
+        ]
+        outcomes = iter(self.publisher.publish_many(messages))
+        failed: list[tuple[_Request, Submitted, BrokerUnavailableError]] = []
+        confirmed: list[tuple[_Request, Submitted]] = []
+        for request, result in fresh:
+            errors = [error for _ in result.jobs if (error := next(outcomes)) is not None]
+            if errors:
+                failed.append((request, result, errors[0]))
+            else:
+                confirmed.append((request, result))
+        confirmed.extend(self._discard(failed))
+        try:
+            self.store.dispatched([(job.id, 1) for _, result in confirmed for job in result.jobs])
+        except StoreUnavailableError:
+            # Queued and stored: they will run. The outbox entries cost duplicate messages.
+            logger.warning(
+                "%d job(s) queued; their outbox entries stay until the sweep", len(confirmed)
+            )
+        for request, result in confirmed:
+            request.future.set_result(result)
+
+    def _discard(
+        self, failed: list[tuple[_Request, Submitted, BrokerUnavailableError]]
+    ) -> list[tuple[_Request, Submitted]]:
+        """Undo the requests whose messages were not all confirmed; returns those kept
+        because one of their jobs has started (its message got through after all)."""
+        if not failed:
+            return []
+        try:
+            kept = set(self.store.discard_groups([[j.id for j in r.jobs] for _, r, _ in failed]))
+        except OrchestratorError:
+            # Still in the outbox: the sweep publishes them once the broker is back.
+            logger.exception(
+                "%d request(s) could not be discarded after a failed publish", len(failed)
+            )
+            kept = set()
+        done = []
+        for position, (request, result, error) in enumerate(failed):
+            if position in kept:
+                done.append((request, result))
+            else:
+                request.future.set_exception(error)
+        return done
 
 
 def submit(
@@ -28,7 +235,8 @@ def submit(
     max_attempts: int | None = None,
     idempotency_key: str | None = None,
 ) -> Created:
-    """Create the job and queue its first attempt: three round trips, none of them lossy.
+    """Create one job and queue its first attempt, without a :class:`Submitter`'s thread:
+    three round trips (store, confirmed publish, outbox), none of them lossy.
 
     The payload must already be validated against ``job_type.payload``. With an
     ``idempotency_key``, a repeated request gets the first job back (``created`` is
@@ -39,35 +247,7 @@ def submit(
     :raises StoreUnavailableError: Redis did not answer; no job was made, or one that
         the sweep will publish.
     """
-    queue = queue_name(store.keys, job_type)
-    attempts = max_attempts or job_type.max_attempts
-    if idempotency_key is None:
-        created = Created(
-            store.create(job_type.name, payload, max_attempts=attempts, queue=queue), True
-        )
-    else:
-        created = store.create_once(
-            job_type.name,
-            payload,
-            max_attempts=attempts,
-            queue=queue,
-            idempotency_key=idempotency_key,
-        )
-        if not created.created:
-            return created
-    job = created.job
-    try:
-        publisher.publish(job.id, 1, queue)
-    except BrokerUnavailableError:
-        try:
-            store.discard(job.id)
-        except OrchestratorError:
-            # Still in the outbox: the sweep publishes it once the broker is back.
-            logger.exception("job %s could not be discarded after a failed publish", job.id)
-        raise
-    try:
-        store.dispatched([(job.id, 1)])
-    except StoreUnavailableError:
-        # Queued and stored: it will run. The outbox entry only costs a duplicate message.
-        logger.warning("job %s queued; its outbox entry stays until the sweep", job.id)
-    return created
+    submitter = Submitter(store, publisher)
+    job = submitter.new_job(job_type, payload, max_attempts=max_attempts)
+    result = submitter.submit_here([job], idempotency_key=idempotency_key)
+    return Created(result.jobs[0], result.created)
