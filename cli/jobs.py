@@ -9,11 +9,12 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cli import output
+from cli import batches, output
 from cli.arguments import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     Commands,
     add_filters,
     add_json_flag,
@@ -42,11 +43,22 @@ def _add_submit(commands: Commands) -> None:
         help="submit a job through the API",
         description="Submit a job to the API at ORCHESTRATOR_API_URL. With --wait, follow its "
         "event stream until it ends: exit 0 when it COMPLETED, 1 when it FAILED or was "
-        "CANCELLED.",
+        "CANCELLED. With --batch, submit the jobs of a file instead, in batches.",
     )
-    command.add_argument("type", metavar="TYPE", help="the job type, e.g. demo.echo")
+    command.add_argument("type", metavar="TYPE", nargs="?", help="the job type, e.g. demo.echo")
     command.add_argument(
-        "payload", metavar="PAYLOAD_JSON", type=json_object, help="the payload, a JSON object"
+        "payload",
+        metavar="PAYLOAD_JSON",
+        nargs="?",
+        type=json_object,
+        help="the payload, a JSON object",
+    )
+    command.add_argument(
+        "--batch",
+        metavar="FILE",
+        type=batches.open_jobs,
+        help='jobs to submit, a JSON object {"type": ..., "payload": {...}} per line '
+        "(- reads standard input); each batch of up to 1000 is created whole or not at all",
     )
     command.add_argument(
         "--wait", action="store_true", help="follow the job, a line per change, until it ends"
@@ -64,6 +76,14 @@ def _add_submit(commands: Commands) -> None:
 
 
 def _submit(client: Client, args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return _submit_batch(client, args)
+    if args.type is None or args.payload is None:
+        print(
+            "orchestrator: error: name a TYPE and a PAYLOAD_JSON, or give --batch FILE",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     job = client.submit(
         args.type,
         args.payload,
@@ -90,6 +110,23 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     _print_job(job, args, *output.outcome(job))
     return EXIT_OK if job.get("state") == State.COMPLETED else EXIT_FAILED
+
+
+def _submit_batch(client: Client, args: argparse.Namespace) -> int:
+    if args.type is not None or args.wait or args.max_attempts is not None:
+        print(
+            "orchestrator: error: --batch takes its jobs from the file alone "
+            "(no TYPE, PAYLOAD_JSON, --wait or --max-attempts)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    submitted = 0
+    for job in batches.submit_all(client, args.batch, idempotency_key=args.idempotency_key):
+        print(json.dumps(job) if args.json else output.summary(job), flush=True)
+        submitted += 1
+    if not args.json:
+        print(f"submitted {submitted} job(s)", file=sys.stderr)
+    return EXIT_OK
 
 
 def _add_get(commands: Commands) -> None:

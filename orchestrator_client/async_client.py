@@ -76,6 +76,12 @@ class AsyncClient(BaseClient):
         )
         return await self._call(call)
 
+    async def submit_batch(
+        self, jobs: list[Document], *, idempotency_key: str | None = None
+    ) -> list[Document]:
+        """As :meth:`Client.submit_batch <orchestrator_client.Client.submit_batch>`."""
+        return await self._call(requests.submit_batch(jobs, idempotency_key=idempotency_key))
+
     async def get(self, job_id: str) -> Document:
         """As :meth:`Client.get <orchestrator_client.Client.get>`."""
         return await self._call(requests.get_job(job_id))

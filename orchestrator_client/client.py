@@ -73,6 +73,16 @@ class Client(BaseClient):
         )
         return self._call(call)
 
+    def submit_batch(
+        self, jobs: list[Document], *, idempotency_key: str | None = None
+    ) -> list[Document]:
+        """Submit many jobs in one request (each a ``{"type", "payload", "max_attempts"?}``
+        object): all of them, in order, or none.
+
+        :raises ApiError: 422 naming each invalid item by its index (nothing was created).
+        """
+        return self._call(requests.submit_batch(jobs, idempotency_key=idempotency_key))
+
     def get(self, job_id: str) -> Document:
         """The document of job ``job_id``.
 

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 from urllib.parse import quote
 
 from orchestrator_client.responses import Document
+from orchestrator_core.exceptions import ApiError
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a TCP connection to the API."""
@@ -61,6 +62,15 @@ def submit(
     return Call("POST", "/jobs", frozenset({200, 201}), _document, body=body, headers=headers)
 
 
+def submit_batch(jobs: list[Document], *, idempotency_key: str | None) -> Call[list[Document]]:
+    """``POST /jobs/batch``: each item a ``POST /jobs`` body; all are created, in order,
+    or none (201; 200 for the jobs a repeated key already made)."""
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+    return Call(
+        "POST", "/jobs/batch", frozenset({200, 201}), _items, body={"jobs": jobs}, headers=headers
+    )
+
+
 def get_job(job_id: str) -> Call[Document]:
     """``GET /jobs/{id}``."""
     return Call("GET", job_path(job_id), frozenset({200}), _document)
@@ -109,6 +119,13 @@ def job_path(job_id: str) -> str:
 
 def _document(status: int, document: Document) -> Document:
     return document
+
+
+def _items(status: int, document: Document) -> list[Document]:
+    items = document.get("items")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ApiError(f"{status} the API answered a batch without its list of jobs", status=status)
+    return items
 
 
 def _status_and_document(status: int, document: Document) -> tuple[int, Document]:

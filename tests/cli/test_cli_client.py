@@ -207,6 +207,7 @@ def spawn(url: str, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(ORCHESTRATOR), *args],
         env=clean_env(ORCHESTRATOR_API_URL=url, **env),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -494,6 +495,61 @@ def test_events_prints_each_transition_as_it_happens(api: str) -> None:
 
 
 # --- Errors ------------------------------------------------------------------------
+
+
+def test_submit_batch_sends_a_file_of_jobs_in_batches_in_order(api: str, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [
+        json.dumps({"type": "demo.echo", "payload": {"message": f"m{n}"}}) for n in range(1005)
+    ]
+    jobs.write_text("\n".join(lines[:500]) + "\n\n" + "\n".join(lines[500:]) + "\n")
+
+    done = cli(api, "submit", "--batch", str(jobs), "--json")
+
+    assert done.returncode == 0, done.stderr
+    documents = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [d["payload"]["message"] for d in documents] == [f"m{n}" for n in range(1005)]
+    assert len({d["id"] for d in documents}) == 1005
+    assert poll(api, documents[-1]["id"], lambda job: job["state"] == "COMPLETED")
+
+
+def test_submit_batch_reads_standard_input_and_prints_a_line_per_job(api: str) -> None:
+    body = "".join(
+        json.dumps({"type": "demo.echo", "payload": {"message": f"s{n}"}}) + "\n" for n in range(3)
+    )
+    process = spawn(api, "submit", "--batch", "-")
+    out, err = process.communicate(body, timeout=60)
+    assert process.returncode == 0, err
+    assert [line.split()[2] for line in out.splitlines()] == ["demo.echo"] * 3
+    assert err.strip() == "submitted 3 job(s)"
+
+
+def test_submit_batch_of_a_bad_line_is_a_usage_error_before_any_request(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"type": "demo.echo", "payload": {}}\n[1, 2]\n')
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        done = cli(url, "submit", "--batch", str(jobs))
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    assert done.returncode == 2
+    assert "line 2: a job is a JSON object" in done.stderr.splitlines()[-1]
+
+
+def test_submit_batch_with_an_invalid_job_names_it_and_creates_none(
+    api: str, tmp_path: Path
+) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(
+        '{"type": "demo.echo", "payload": {"message": "kept?"}}\n'
+        '{"type": "demo.sleep", "payload": {"seconds": -1}}\n'
+    )
+    done = cli(api, "submit", "--batch", str(jobs))
+    assert done.returncode == 1
+    assert "jobs.1.payload.seconds" in assert_one_line_error(done)
+    listed = httpx.get(f"{api}/jobs", params={"limit": 500}, timeout=10).json()["items"]
+    assert all(job["payload"].get("message") != "kept?" for job in listed)
 
 
 def test_unknown_type_exits_1_listing_the_known_types(api: str) -> None:

@@ -240,3 +240,24 @@ def test_both_are_made_from_settings_alike(client_class: type[Client | AsyncClie
         asyncio.run(client.aclose())
     else:
         client.close()
+
+
+def test_submit_batch_sends_every_job_under_one_key_and_returns_them_in_order(
+    kind: str,
+) -> None:
+    items = [{"id": f"j{n}", "state": "CREATED"} for n in range(3)]
+    script = Script(httpx.Response(201, json={"items": items}))
+    jobs = [{"type": "demo.echo", "payload": {"message": f"m{n}"}} for n in range(3)]
+
+    assert script.run(kind, "submit_batch", jobs, idempotency_key="b-1") == items
+
+    [request] = script.seen
+    assert (request.method, request.url.path) == ("POST", "/jobs/batch")
+    assert json.loads(request.content) == {"jobs": jobs}
+    assert request.headers["idempotency-key"] == "b-1"
+
+
+def test_a_batch_answer_without_its_list_of_jobs_is_an_error(kind: str) -> None:
+    script = Script(httpx.Response(201, json={"items": "nope"}))
+    with pytest.raises(ApiError, match="without its list of jobs"):
+        script.run(kind, "submit_batch", [{"type": "demo.echo", "payload": {}}])
