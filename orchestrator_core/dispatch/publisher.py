@@ -31,6 +31,7 @@ from orchestrator_core.dispatch.broker import (
     job_queue,
     make_celery,
 )
+from orchestrator_core.dispatch.frames import ID_LENGTH, FrameTemplate, serialized
 from orchestrator_core.exceptions import BrokerUnavailableError
 from orchestrator_core.settings import Settings
 from orchestrator_core.store.keys import Keys
@@ -96,6 +97,7 @@ class Publisher:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: set[Any] = set()
+        self._templates: dict[int, FrameTemplate | None] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, app: Celery | None = None) -> Publisher:
@@ -157,22 +159,38 @@ class Publisher:
         state.outcomes = [_PENDING] * len(messages)
         state.waiting.clear()
         state.by_task.clear()
+        frames: list[bytes] = []
         for index, message in enumerate(messages):
             target = self._queue(message.queue)
             if message.queue not in state.declared:
+                self._write(state, frames)  # what came before goes first
                 for entity in (self._dead_letters, target):
                     entity(channel).declare()
                 state.declared.add(message.queue)
             task_id = str(uuid.uuid4())
-            channel.basic_publish(
-                self._amqp_message(channel, message, task_id),
-                exchange=target.exchange.name,
-                routing_key=message.queue,
-                mandatory=True,
-            )
+            template = self._template(channel, message.attempt)
+            if template is not None and len(message.job_id) == ID_LENGTH:
+                frames.append(
+                    template.frames(
+                        channel.channel_id,
+                        target.exchange.name,
+                        message.queue,
+                        task_id,
+                        message.job_id,
+                    )
+                )
+            else:
+                self._write(state, frames)
+                channel.basic_publish(
+                    self._amqp_message(channel, message, task_id),
+                    exchange=target.exchange.name,
+                    routing_key=message.queue,
+                    mandatory=True,
+                )
             state.sent += 1
             state.waiting[state.sent] = index
             state.by_task[task_id] = index
+        self._write(state, frames)
         deadline = time.monotonic() + self.timeout
         while state.waiting:
             left = deadline - time.monotonic()
@@ -195,6 +213,30 @@ class Publisher:
             # Confirms still owed would settle the next batch's tags: start afresh.
             self._drop()
         return outcomes
+
+    def _template(self, channel: Any, attempt: int) -> FrameTemplate | None:
+        """The frame template of messages for ``attempt``; None where one cannot be made,
+        and the library encodes each message itself."""
+        if attempt not in self._templates:
+
+            def encode(task_id: str, job_id: str) -> tuple[bytes, bytes]:
+                message = Message(job_id, attempt, "")
+                return serialized(self._amqp_message(channel, message, task_id))
+
+            try:
+                self._templates[attempt] = FrameTemplate(
+                    encode, sample_task=str(uuid.uuid4()), sample_job=str(uuid.uuid4())
+                )
+            except ValueError:
+                logger.warning("messages of attempt %d are encoded one by one", attempt)
+                self._templates[attempt] = None
+        return self._templates[attempt]
+
+    @staticmethod
+    def _write(state: _Channel, frames: list[bytes]) -> None:
+        if frames:
+            state.connection.connection.transport.write(b"".join(frames))
+            frames.clear()
 
     def _amqp_message(self, channel: Any, message: Message, task_id: str) -> Any:
         args = [message.job_id, message.attempt]
