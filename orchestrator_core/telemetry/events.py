@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from orchestrator_core.exceptions import InvalidQueryError
 from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
-from orchestrator_core.models import Job, Progress, from_micros
+from orchestrator_core.models import Job, Progress, format_instant, from_micros
 from orchestrator_core.states import State
 from orchestrator_core.store.connection import redis_errors
 from orchestrator_core.store.keys import Keys
@@ -54,7 +54,7 @@ class Event:
             "type": self.type,
             "state": self.state.value,
             "from": self.previous.value if self.previous else None,
-            "at": self.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "at": format_instant(self.at),
             "attempt": self.attempt,
             "seq": self.seq,
             "reason": self.reason,
