@@ -90,9 +90,10 @@ class Sample:
 class ApiProcess(Service):
     """``orchestrator api`` on a loopback port; ready once ``GET /healthz`` answers."""
 
-    def __init__(self, port: int, env: dict[str, str]) -> None:
+    def __init__(self, port: int, env: dict[str, str], workers: int = 1) -> None:
         argv = [str(BIN / "orchestrator"), "--log-level", "WARNING", "api"]
-        super().__init__("bench-api", [*argv, "--host", HOST, "--port", str(port)], env)
+        argv += ["--host", HOST, "--port", str(port), "--workers", str(workers)]
+        super().__init__("bench-api", argv, env)
         self.port = port
 
     @property
@@ -388,6 +389,9 @@ def main() -> None:
         metavar="N",
         help="the API's ORCHESTRATOR_API_THREADS (default: the setting's default)",
     )
+    parser.add_argument(
+        "--api-workers", type=positive, default=1, metavar="N", help="server processes (default 1)"
+    )
     parser.add_argument("--keep-log", action="store_true", help="keep the API's log file")
     options = parser.parse_args()
     signal.signal(signal.SIGINT, interrupt_once)
@@ -399,7 +403,8 @@ def main() -> None:
     api: ApiProcess | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="bench-api-") as scratch:
-            api = ApiProcess(free_port(), api_env(keys.prefix, options.api_threads))
+            env = api_env(keys.prefix, options.api_threads)
+            api = ApiProcess(free_port(), env, options.api_workers)
             api.wait_ready()
             generator = Generator(api.base_url, options.connections, Path(scratch))
             print(f"run {run_id}: api pid {api.process.pid} on {api.base_url}")
