@@ -1,17 +1,19 @@
-"""API throughput: ``POST /jobs`` beside ``GET /healthz`` on the same server, same run.
+"""Submission throughput: ``POST /jobs`` beside a do-nothing POST served the same way, and
+``POST /jobs/batch``.
 
-Starts the control plane (``orchestrator api``) as a subprocess under a unique prefix
-and drives it from C concurrent clients on loopback, with ``wrk`` when it is installed
-(a C load generator, which leaves the CPU to the server) or else an asyncio httpx
-client. ``GET /healthz`` does nothing (no Redis, no broker), so it shows what the
-server, the framework and the generator cost; ``POST /jobs`` adds validation, the job
-stored in Redis and a confirmed publish to RabbitMQ. No worker runs: the jobs stay
-CREATED. The two alternate for R rounds, after a short warm-up of each, and the medians
-are reported, since a shared 2-core machine slows down in spells. Every Redis key,
-queue and exchange of the run is deleted at the end, also on failure or Ctrl-C. Talks
-only to 127.0.0.1.
+Starts the control plane (``orchestrator api --workers N``) under a unique prefix and,
+as the baseline, ``bench/noop_api.py`` (a FastAPI POST that reads its JSON and answers)
+on the same server with the same options and process count. Both are driven from C
+concurrent clients on loopback by ``wrk`` (a C load generator, which leaves the CPU
+to the servers), alternating for R rounds after a warm-up, and the medians are
+reported with each server's CPU per request. No worker runs: the jobs stay CREATED.
+Then B clients send ``POST /jobs/batch`` of 500 jobs each, for the batch endpoint's
+jobs per second and the CPU each job cost the API, Redis and RabbitMQ. Every Redis
+key, queue and exchange of the run is deleted at the end, also on failure or Ctrl-C.
+Talks only to 127.0.0.1.
 
-    python bench/api_throughput.py [--seconds S] [--connections C] [--rounds R] [--api-threads N]
+    python bench/api_throughput.py [--seconds S] [--connections C] [--rounds R]
+        [--api-workers N] [--batch-clients B] [--summary FILE]
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import re
 import shutil
@@ -32,20 +33,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 import redis
 
-from bench.service import (
-    Service,
-    delete_broker_entities,
-    delete_keys,
-    interrupt_once,
-    step,
-)
+from bench import cpu
+from bench.service import Service, delete_broker_entities, delete_keys, interrupt_once, step
 from cli.arguments import positive
 from orchestrator_core import load_plugins
 from orchestrator_core.dispatch.broker import queue_name
@@ -56,13 +52,16 @@ REDIS_URL = f"redis://{HOST}:6379/0"
 BROKER_URL = f"amqp://guest:guest@{HOST}:5672//"
 BIN = Path(sys.executable).parent
 BODY = json.dumps({"type": "demo.echo", "payload": {"message": "x"}})
+BATCH = 500
 WRK_THREADS = 2
 WRK_TIMEOUT = "10s"
 """Past wrk's default of 2 s, so a slow answer counts in the latencies, not as an error."""
 WARMUP_SECONDS = 2
 READY_SECONDS = 60.0
+TARGET_RATE = 1000.0
+TARGET_P99_MS = 100.0
 TARGET_RATIO = 0.5
-TARGET_P99_MS = 50.0
+TARGET_BATCH_RATE = 10_000.0
 LEVELS = ("WARNING", "ERROR", "CRITICAL", "Traceback")
 
 POST_SCRIPT = f"""\
@@ -74,7 +73,7 @@ wrk.headers["Content-Type"] = "application/json"
 
 @dataclass(frozen=True)
 class Sample:
-    """One load run against one endpoint."""
+    """One load run against one endpoint, and what its server spent on it."""
 
     rate: float
     """Responses per second."""
@@ -85,47 +84,67 @@ class Sample:
     """Answers outside 2xx and 3xx."""
     errors: int
     """Connect, read, write errors and timeouts: requests that got no answer."""
+    cpu_ms: float = 0.0
+    """CPU milliseconds of the server's processes per answered request."""
 
 
-class ApiProcess(Service):
-    """``orchestrator api`` on a loopback port; ready once ``GET /healthz`` answers."""
+class Server(Service):
+    """A uvicorn server on a loopback port; ready once ``probe`` answers."""
 
-    def __init__(self, port: int, env: dict[str, str], workers: int = 1) -> None:
-        argv = [str(BIN / "orchestrator"), "--log-level", "WARNING", "api"]
-        argv += ["--host", HOST, "--port", str(port), "--workers", str(workers)]
-        super().__init__("bench-api", argv, env)
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], port: int, probe: str
+    ) -> None:
+        super().__init__(name, argv, env)
         self.port = port
+        self.probe = probe
 
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
     def wait_ready(self) -> None:
-        """Poll ``GET /healthz`` until it answers 200."""
         deadline = time.monotonic() + READY_SECONDS
         with httpx.Client(base_url=self.base_url, timeout=2.0, trust_env=False) as client:
             while True:
                 self.check_running()
                 with contextlib.suppress(httpx.TransportError):
-                    if client.get("/healthz").status_code == 200:
+                    if client.post(self.probe, content=BODY, headers=JSON).status_code < 300:
                         return
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"api not ready in {READY_SECONDS:g} s:\n{self.tail()}")
+                    late = f"{self.name} not ready in {READY_SECONDS:g} s"
+                    raise RuntimeError(f"{late}:\n{self.tail()}")
                 time.sleep(0.1)
 
 
-def api_env(prefix: str, threads: int | None = None) -> dict[str, str]:
-    """This environment without any ORCHESTRATOR_ setting, plus the run's own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
-    if threads is not None:
-        env["ORCHESTRATOR_API_THREADS"] = str(threads)
-    return {
-        **env,
+JSON = {"Content-Type": "application/json"}
+
+
+def api_server(prefix: str, workers: int) -> Server:
+    port = free_port()
+    argv = [str(BIN / "orchestrator"), "--log-level", "WARNING", "api"]
+    argv += ["--host", HOST, "--port", str(port), "--workers", str(workers)]
+    env = {
+        **{k: v for k, v in environ().items() if not k.startswith("ORCHESTRATOR_")},
         "ORCHESTRATOR_PREFIX": prefix,
         "ORCHESTRATOR_PLUGINS": "demo",
         "ORCHESTRATOR_REDIS_URL": REDIS_URL,
         "ORCHESTRATOR_BROKER_URL": BROKER_URL,
+        "ORCHESTRATOR_MAX_BODY_BYTES": str(4 * 1024 * 1024),
     }
+    return Server("bench-api", argv, env, port, "/jobs")
+
+
+def noop_server(workers: int) -> Server:
+    """The do-nothing POST, served as ``orchestrator api`` serves the API."""
+    port = free_port()
+    argv = [str(BIN / "uvicorn"), "bench.noop_api:app", "--host", HOST, "--port", str(port)]
+    argv += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    argv += ["--timeout-keep-alive", "5"]
+    return Server("bench-noop", argv, environ(), port, "/noop")
+
+
+def environ() -> dict[str, str]:
+    return dict(os.environ)
 
 
 def free_port() -> int:
@@ -168,194 +187,183 @@ def parse_wrk(output: str) -> Sample:
     )
 
 
-def run_wrk(url: str, script: Path | None, seconds: int, connections: int) -> Sample:
-    argv = ["wrk", f"-t{min(WRK_THREADS, connections)}", f"-c{connections}", f"-d{seconds}s"]
-    argv += ["--latency", "--timeout", WRK_TIMEOUT]
-    if script is not None:
-        argv += ["-s", str(script)]
-    done = subprocess.run(
-        [*argv, url],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=seconds + 60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk exited {done.returncode}:\n{done.stdout}{done.stderr}")
-    return parse_wrk(done.stdout)
+class Load:
+    """wrk's POST of the submission body, at C connections, against one server."""
 
-
-def percentile(samples: list[float], share: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
-
-
-async def httpx_load(url: str, post: bool, seconds: int, connections: int) -> Sample:
-    """``connections`` clients, each sending its next request once the last one is answered."""
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    errors = 0
-    headers = {"Content-Type": "application/json"}
-    started = time.perf_counter()
-    deadline = started + seconds
-
-    async def one_client() -> None:
-        nonlocal errors
-        # A client each: one shared pool of C connections costs more than the requests.
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(limits=limits, timeout=10.0, trust_env=False) as client:
-            while time.perf_counter() < deadline:
-                sent = time.perf_counter()
-                try:
-                    if post:
-                        response = await client.post(url, content=BODY, headers=headers)
-                    else:
-                        response = await client.get(url)
-                except httpx.TransportError:
-                    errors += 1
-                    continue
-                latencies.append(time.perf_counter() - sent)
-                statuses[response.status_code] += 1
-
-    await asyncio.gather(*(one_client() for _ in range(connections)))
-    elapsed = time.perf_counter() - started
-    if not latencies:
-        raise RuntimeError(f"no answer from {url} in {seconds} s ({errors} transport errors)")
-    return Sample(
-        rate=len(latencies) / elapsed,
-        p50_ms=percentile(latencies, 0.50) * 1000,
-        p99_ms=percentile(latencies, 0.99) * 1000,
-        requests=len(latencies),
-        non_2xx=sum(n for code, n in statuses.items() if not 200 <= code < 400),
-        errors=errors,
-    )
-
-
-class Generator:
-    """Drives one endpoint for a while: wrk if installed, else asyncio httpx."""
-
-    def __init__(self, base_url: str, connections: int, script_dir: Path) -> None:
-        self.base_url = base_url
+    def __init__(self, connections: int, script_dir: Path) -> None:
+        wrk = shutil.which("wrk")
+        if wrk is None:
+            raise SystemExit(
+                "wrk is not installed (Debian's package wrk): a Python load generator would "
+                "share the cores with the servers and measure itself"
+            )
+        self.wrk = wrk
         self.connections = connections
-        self.wrk = shutil.which("wrk")
-        self.post_script = script_dir / "post_jobs.lua"
-        self.post_script.write_text(POST_SCRIPT, encoding="utf-8")
+        self.script = script_dir / "post.lua"
+        self.script.write_text(POST_SCRIPT, encoding="utf-8")
 
     @property
     def description(self) -> str:
-        if self.wrk:
-            threads = min(WRK_THREADS, self.connections)
-            return f"wrk ({self.wrk}, {threads} threads, {self.connections} connections)"
-        return (
-            f"httpx asyncio client, {self.connections} connections (wrk not found: this "
-            "Python client shares the cores with the server and is likely the bottleneck, "
-            "so rates read low and the ratio reads high; install wrk for real figures)"
+        threads = min(WRK_THREADS, self.connections)
+        return f"wrk ({self.wrk}, {threads} threads, {self.connections} connections)"
+
+    def run(self, server: Server, path: str, seconds: int) -> Sample:
+        argv = [self.wrk, f"-t{min(WRK_THREADS, self.connections)}", f"-c{self.connections}"]
+        argv += [f"-d{seconds}s", "--latency", "--timeout", WRK_TIMEOUT, "-s", str(self.script)]
+        groups = cpu.Groups(trees={"server": server.process.pid}, programs={})
+        before = groups.read()
+        done = subprocess.run(
+            [*argv, server.base_url + path],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=seconds + 60,
+            check=False,
         )
+        used = groups.read()["server"] - before["server"]
+        if done.returncode != 0:
+            raise RuntimeError(f"wrk exited {done.returncode}:\n{done.stdout}{done.stderr}")
+        sample = parse_wrk(done.stdout)
+        answered = max(1, sample.requests - sample.non_2xx)
+        return Sample(**{**asdict(sample), "cpu_ms": used * 1000 / answered})
 
-    def healthz(self, seconds: int) -> Sample:
-        url = f"{self.base_url}/healthz"
-        if self.wrk:
-            return run_wrk(url, None, seconds, self.connections)
-        return asyncio.run(httpx_load(url, False, seconds, self.connections))
 
-    def post_jobs(self, seconds: int) -> Sample:
-        url = f"{self.base_url}/jobs"
-        if self.wrk:
-            return run_wrk(url, self.post_script, seconds, self.connections)
-        return asyncio.run(httpx_load(url, True, seconds, self.connections))
+@dataclass(frozen=True)
+class Batches:
+    jobs_per_second: float
+    jobs: int
+    cpu_ms: dict[str, float]
+    """CPU milliseconds per job: the API's processes, Redis, RabbitMQ."""
+
+
+def batch_load(api: Server, clients: int, seconds: int) -> Batches:
+    """``clients`` clients sending ``POST /jobs/batch`` of 500 jobs, each its next once
+    answered, for ``seconds``."""
+    body = json.dumps(
+        {"jobs": [{"type": "demo.echo", "payload": {"message": f"m{n}"}} for n in range(BATCH)]}
+    )
+    groups = cpu.Groups(trees={"api": api.process.pid}, programs=cpu.SERVICES)
+
+    async def run() -> tuple[int, float, dict[str, float]]:
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=60, trust_env=False) as http:
+            sent = 0
+
+            async def client(deadline: float) -> None:
+                nonlocal sent
+                while time.monotonic() < deadline:
+                    response = await http.post("/jobs/batch", content=body, headers=JSON)
+                    if response.status_code != 201:
+                        answer = f"{response.status_code}: {response.text[:300]}"
+                        raise RuntimeError(f"a batch was answered {answer}")
+                    sent += BATCH
+
+            await client(time.monotonic() + WARMUP_SECONDS)
+            sent = 0
+            before, started = groups.read(), time.monotonic()
+            await asyncio.gather(*(client(started + seconds) for _ in range(clients)))
+            elapsed = time.monotonic() - started
+            return sent, elapsed, cpu.per_job_ms(before, groups.read(), sent)
+
+    jobs, elapsed, used = asyncio.run(run())
+    return Batches(jobs / elapsed, jobs, used)
 
 
 @dataclass(frozen=True)
 class Figures:
-    healthz: list[Sample]
     post: list[Sample]
-    warmup: list[Sample]
-    jobs_created: int
+    noop: list[Sample]
+    batches: Batches
+    workers: int
+    connections: int
 
 
-def measure(
-    options: argparse.Namespace, api: ApiProcess, generator: Generator
-) -> tuple[list[Sample], list[Sample]]:
-    """The alternating rounds: the healthz samples and the POST samples."""
-    healthzs: list[Sample] = []
+def measure(options: argparse.Namespace, api: Server, noop: Server, load: Load) -> Figures:
+    load.run(noop, "/noop", WARMUP_SECONDS)
+    load.run(api, "/jobs", WARMUP_SECONDS)
     posts: list[Sample] = []
+    noops: list[Sample] = []
     for round_ in range(options.rounds):
-        healthz = generator.healthz(options.seconds)
-        post = generator.post_jobs(options.seconds)
-        healthzs.append(healthz)
-        posts.append(post)
+        noops.append(load.run(noop, "/noop", options.seconds))
+        posts.append(load.run(api, "/jobs", options.seconds))
         print(
-            f"round {round_ + 1}: GET /healthz {healthz.rate:7.0f} req/s "
-            f"p99 {healthz.p99_ms:6.1f} ms   POST /jobs {post.rate:7.0f} req/s "
-            f"p99 {post.p99_ms:6.1f} ms   ratio {post.rate / healthz.rate:.2f}",
+            f"round {round_ + 1}: do-nothing POST {noops[-1].rate:7.0f} req/s "
+            f"p99 {noops[-1].p99_ms:6.1f} ms   POST /jobs {posts[-1].rate:7.0f} req/s "
+            f"p99 {posts[-1].p99_ms:6.1f} ms   ratio {posts[-1].rate / noops[-1].rate:.2f}",
             flush=True,
         )
-        if api.process.poll() is not None:
-            raise RuntimeError(f"api exited ({api.process.returncode}):\n{api.tail()}")
-    return healthzs, posts
+        for server in (api, noop):
+            server.check_running()
+    batches = batch_load(api, options.batch_clients, options.seconds)
+    print(f"batches: {batches.jobs_per_second:7.0f} jobs/s ({batches.jobs} jobs)", flush=True)
+    return Figures(posts, noops, batches, options.api_workers, options.connections)
 
 
-def line(label: str, samples: list[Sample], target: str) -> str:
-    rate = statistics.median(s.rate for s in samples)
-    p50 = statistics.median(s.p50_ms for s in samples)
-    p99 = statistics.median(s.p99_ms for s in samples)
-    return f"{label:13s} {rate:7.0f} req/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms{target}"
+def median(samples: list[Sample], get: Callable[[Sample], float]) -> float:
+    return statistics.median(get(s) for s in samples)
+
+
+def summary(figures: Figures) -> dict[str, float]:
+    """The figures another script (``bench/speed.py``) puts in its table."""
+    post, noop = figures.post, figures.noop
+    return {
+        "post_rate": median(post, lambda s: s.rate),
+        "post_p99_ms": median(post, lambda s: s.p99_ms),
+        "post_cpu_ms": median(post, lambda s: s.cpu_ms),
+        "noop_rate": median(noop, lambda s: s.rate),
+        "noop_p99_ms": median(noop, lambda s: s.p99_ms),
+        "noop_cpu_ms": median(noop, lambda s: s.cpu_ms),
+        "ratio": statistics.median(p.rate / n.rate for p, n in zip(post, noop, strict=True)),
+        "batch_rate": figures.batches.jobs_per_second,
+        "batch_cpu_ms": sum(figures.batches.cpu_ms.values()),
+        "workers": figures.workers,
+    }
 
 
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-def report(figures: Figures, connections: int) -> None:
-    post, healthz = figures.post, figures.healthz
-    ratios = [p.rate / h.rate for p, h in zip(post, healthz, strict=True)]
-    ratio = statistics.median(ratios)
-    p99_met = statistics.median(s.p99_ms for s in post) < TARGET_P99_MS
+def report(figures: Figures) -> None:
+    f = summary(figures)
+    post, noop = figures.post, figures.noop
     print()
-    print(f"medians of {len(post)} alternating rounds:")
-    print(line("POST /jobs", post, f"   target p99 < {TARGET_P99_MS:g} ms: {verdict(p99_met)}"))
-    print(line("GET /healthz", healthz, "   (does nothing: the ceiling)"))
     print(
-        f"ratio {ratio:.2f} (rounds {min(ratios):.2f}..{max(ratios):.2f})"
-        f"   target >= {TARGET_RATIO:.2f}: {verdict(ratio >= TARGET_RATIO)}"
-    )
-    # Closed loop: each connection sends again once answered, so the mean latency is
-    # connections / rate (Little's law), whatever the server does with its time.
-    floor = connections / TARGET_P99_MS * 1000
-    print(
-        f"(closed loop: mean latency = {connections} connections / rate; a p99 under "
-        f"{TARGET_P99_MS:g} ms needs well over {floor:.0f} req/s)"
-    )
-    every = [*figures.warmup, *post, *healthz]
-    answered = sum(s.requests - s.non_2xx for s in [figures.warmup[1], *post])
-    print(
-        f"jobs created {figures.jobs_created} (ZCARD idx:all); POST /jobs answered 2xx "
-        f"{answered}, warm-up included (requests in flight when a run ends are not counted)"
+        f"medians of {len(post)} alternating rounds, {figures.connections} connections, "
+        f"{figures.workers} server process(es) each:"
     )
     print(
-        f"non-2xx: POST /jobs {sum(s.non_2xx for s in post)}, "
-        f"GET /healthz {sum(s.non_2xx for s in healthz)}; "
-        f"no answer (socket errors, timeouts): {sum(s.errors for s in every)}"
+        f"POST /jobs        {f['post_rate']:7.0f} req/s  p99 {f['post_p99_ms']:6.1f} ms"
+        f"  {f['post_cpu_ms']:.3f} ms CPU/request   targets >= {TARGET_RATE:g} req/s: "
+        f"{verdict(f['post_rate'] >= TARGET_RATE)}, p99 <= {TARGET_P99_MS:g} ms: "
+        f"{verdict(f['post_p99_ms'] <= TARGET_P99_MS)}"
+    )
+    print(
+        f"do-nothing POST   {f['noop_rate']:7.0f} req/s  p99 {f['noop_p99_ms']:6.1f} ms"
+        f"  {f['noop_cpu_ms']:.3f} ms CPU/request   (the ceiling)"
+    )
+    ratios = [p.rate / n.rate for p, n in zip(post, noop, strict=True)]
+    print(
+        f"ratio {f['ratio']:.2f} (rounds {min(ratios):.2f}..{max(ratios):.2f})   "
+        f"target >= {TARGET_RATIO:.2f}: {verdict(f['ratio'] >= TARGET_RATIO)}"
+    )
+    batches = figures.batches
+    print(
+        f"POST /jobs/batch  {batches.jobs_per_second:7.0f} jobs/s (batches of {BATCH})   "
+        f"CPU ms/job {cpu.describe(batches.cpu_ms, ('api', 'redis', 'rabbitmq'))}   "
+        f"target >= {TARGET_BATCH_RATE:g}: {verdict(batches.jobs_per_second >= TARGET_BATCH_RATE)}"
+    )
+    every = [*post, *noop]
+    print(
+        f"non-2xx: {sum(s.non_2xx for s in every)}; no answer (socket errors, timeouts): "
+        f"{sum(s.errors for s in every)}"
     )
 
 
-def log_summary(api: ApiProcess) -> str:
-    lines = api.text().splitlines()
+def log_summary(server: Server) -> str:
+    lines = server.text().splitlines()
     counts = {level: sum(level in text for text in lines) for level in LEVELS}
     found = ", ".join(f"{n} {level}" for level, n in counts.items() if n) or "no warnings or errors"
-    flagged = Counter(text for text in lines if any(level in text for level in LEVELS))
-    shown = [f"    {n:5d} x {text[:150]}" for text, n in flagged.most_common(5)]
-    # wrk closes its connections when a run ends; requests still queued in the server then
-    # fail reading their body, and the API logs each as a 500 that no client ever sees.
-    gone = sum(text.endswith("ClientDisconnect") for text in lines)
-    if gone:
-        shown.append(
-            f"    ({gone} of the tracebacks end in ClientDisconnect: requests cut off when a "
-            "load run ended, each logged twice)"
-        )
-    return "\n".join([f"api log: {len(lines)} lines, {found}", *shown])
+    return f"{server.name} log: {len(lines)} lines, {found}"
 
 
 def clean_up(keys: Keys, client: redis.Redis) -> None:
@@ -374,25 +382,18 @@ def clean_up(keys: Keys, client: redis.Redis) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--seconds", type=positive, default=10, help="seconds per load run (default 10)"
-    )
+    parser.add_argument("--seconds", type=positive, default=10, help="seconds per run (default 10)")
     parser.add_argument(
         "--connections", type=positive, default=32, help="concurrent clients (default 32)"
     )
-    parser.add_argument(
-        "--rounds", type=positive, default=3, help="alternating rounds per endpoint (default 3)"
-    )
-    parser.add_argument(
-        "--api-threads",
-        type=positive,
-        metavar="N",
-        help="the API's ORCHESTRATOR_API_THREADS (default: the setting's default)",
-    )
+    parser.add_argument("--rounds", type=positive, default=3, help="alternating rounds (default 3)")
     parser.add_argument(
         "--api-workers", type=positive, default=1, metavar="N", help="server processes (default 1)"
     )
-    parser.add_argument("--keep-log", action="store_true", help="keep the API's log file")
+    parser.add_argument(
+        "--batch-clients", type=positive, default=2, metavar="B", help="batch senders (default 2)"
+    )
+    parser.add_argument("--summary", type=Path, metavar="FILE", help="write the figures as JSON")
     options = parser.parse_args()
     signal.signal(signal.SIGINT, interrupt_once)
     signal.signal(signal.SIGTERM, interrupt_once)
@@ -400,37 +401,29 @@ def main() -> None:
     run_id = uuid.uuid4().hex[:8]
     keys = Keys(f"bench-api-{run_id}")
     client = redis.Redis.from_url(REDIS_URL, client_name=f"{keys.prefix}-bench")
-    api: ApiProcess | None = None
+    servers: list[Server] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-api-") as scratch:
-            env = api_env(keys.prefix, options.api_threads)
-            api = ApiProcess(free_port(), env, options.api_workers)
-            api.wait_ready()
-            generator = Generator(api.base_url, options.connections, Path(scratch))
-            print(f"run {run_id}: api pid {api.process.pid} on {api.base_url}")
-            print(
-                f"generator: {generator.description}; {options.seconds} s per run, "
-                f"{options.rounds} rounds, {WARMUP_SECONDS} s warm-up of each endpoint"
-            )
-            warmup = [generator.healthz(WARMUP_SECONDS), generator.post_jobs(WARMUP_SECONDS)]
-            healthz, post = measure(options, api, generator)
-        figures = Figures(
-            healthz=healthz,
-            post=post,
-            warmup=warmup,
-            jobs_created=int(client.get(keys.sequence) or 0),
-        )
-        print()
-        print(log_summary(api))
-        report(figures, options.connections)
+            api = api_server(keys.prefix, options.api_workers)
+            servers.append(api)
+            noop = noop_server(options.api_workers)
+            servers.append(noop)
+            for server in servers:
+                server.wait_ready()
+            load = Load(options.connections, Path(scratch))
+            print(f"run {run_id}: api on {api.base_url}, do-nothing POST on {noop.base_url}")
+            print(f"generator: {load.description}; {options.seconds} s per run")
+            figures = measure(options, api, noop, load)
+        for server in servers:
+            print(log_summary(server))
+        report(figures)
+        if options.summary is not None:
+            options.summary.write_text(json.dumps(summary(figures)), encoding="utf-8")
     finally:
-        if api is not None:
-            with step("stopping the api"):
-                api.stop()
-            if options.keep_log:
-                print(f"api log kept: {api.log}")
-            else:
-                api.log.unlink(missing_ok=True)
+        for server in servers:
+            with step(f"stopping {server.name}"):
+                server.stop()
+            server.log.unlink(missing_ok=True)
         clean_up(keys, client)
 
 

@@ -25,6 +25,7 @@ is deleted at the end, also on failure or Ctrl-C. Talks only to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -72,6 +73,8 @@ RAW_POLL_WINDOW = 64
 """Oldest unconfirmed result keys checked per poll; tasks finish roughly in order."""
 READY_SECONDS = 60.0
 LEVELS = ("WARNING", "ERROR", "CRITICAL", "Traceback")
+POLLS = ("exists", "info", "zcard")
+"""Commands the bench itself sends to watch a run: never counted as the side's."""
 
 
 @dataclass(frozen=True)
@@ -371,6 +374,10 @@ class Commands:
     in_script: Counter[str]
     """Commands ``jobs.lua`` ran; commandstats counts them under their own names."""
 
+    @property
+    def total(self) -> int:
+        return self.evalsha + sum(self.top_level.values()) + sum(self.in_script.values())
+
     @classmethod
     def between(cls, before: Counter[str], after: Counter[str], *, polls: int) -> Commands:
         # The bench's polls, and the INFO that took the first snapshot.
@@ -392,8 +399,34 @@ class Figures:
     raw_drain: list[Drain]
     """Jobs/s of a fresh worker working off a queued backlog: the worker side alone."""
     commands: Commands
+    raw_commands: float
+    """Redis commands per task of raw Celery (its result writes and what they need)."""
     cancels_ms: list[float]
     strangers: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        """The figures another script (``bench/speed.py``) puts in its table."""
+        jobs = self.ours[0].jobs
+        order = ("worker", "redis", "rabbitmq")
+        return {
+            "throughput": statistics.median(m.rate for m in self.ours),
+            "raw_throughput": statistics.median(t.rate for t in self.raw),
+            "throughput_ratio": statistics.median(
+                m.rate / t.rate for m, t in zip(self.ours, self.raw, strict=True)
+            ),
+            "drain": statistics.median(d.rate for d in self.our_drain),
+            "raw_drain": statistics.median(d.rate for d in self.raw_drain),
+            "drain_ratio": statistics.median(
+                o.rate / r.rate for o, r in zip(self.our_drain, self.raw_drain, strict=True)
+            ),
+            "cpu_ms": {g: statistics.median(d.cpu_ms[g] for d in self.our_drain) for g in order},
+            "raw_cpu_ms": {
+                g: statistics.median(d.cpu_ms[g] for d in self.raw_drain) for g in order
+            },
+            "commands": self.commands.total / jobs,
+            "raw_commands": self.raw_commands,
+            "cancel_p99_ms": percentile(self.cancels_ms, 0.99),
+        }
 
 
 def measure_all(options: argparse.Namespace, run: Run, workers: list[WorkerProcess]) -> Figures:
@@ -441,8 +474,9 @@ def measure_all(options: argparse.Namespace, run: Run, workers: list[WorkerProce
     # The sides alternate, so a slow spell of the machine hits both rather than one.
     mine: list[Throughput] = []
     theirs: list[Throughput] = []
-    before = after = Counter[str]()
+    before = after = raw_before = Counter[str]()
     strangers: list[str] = []
+    raw_commands = 0.0
     for round_ in range(options.rounds):
         if round_ == 0:
             before = command_calls(run.client)
@@ -452,7 +486,13 @@ def measure_all(options: argparse.Namespace, run: Run, workers: list[WorkerProce
             strangers = busy_strangers(
                 run.client, (run.settings.prefix,), mine[0].total_seconds + 1
             )
+        if round_ == 0:
+            raw_before = command_calls(run.client)
         theirs.append(raw(run.raw_app, run.client, jobs, submitters))
+        if round_ == 0:
+            # Less the bench's own polls (EXISTS) and the snapshot (INFO).
+            raw_delta = command_calls(run.client) - raw_before
+            raw_commands = sum(n for name, n in raw_delta.items() if name not in POLLS) / jobs
         print(
             f"round {round_ + 1}: ours {mine[-1].rate:6.1f} jobs/s, "
             f"raw celery {theirs[-1].rate:6.1f} jobs/s"
@@ -482,7 +522,15 @@ def measure_all(options: argparse.Namespace, run: Run, workers: list[WorkerProce
         )
     commands = Commands.between(before, after, polls=mine[0].polls)
     return Figures(
-        options.concurrency, mine, theirs, our_drains, raw_drains, commands, cancels, strangers
+        options.concurrency,
+        mine,
+        theirs,
+        our_drains,
+        raw_drains,
+        commands,
+        raw_commands,
+        cancels,
+        strangers,
     )
 
 
@@ -514,6 +562,7 @@ def report(figures: Figures) -> None:
     side_by_side("submit only", [m.submit_rate for m in mine], [t.submit_rate for t in theirs])
     others = f" + {per_job(commands.top_level, jobs)}" if commands.top_level else ""
     print(f"round trips  ours {commands.evalsha / jobs:.2f} EVALSHA/job{others}")
+    print(f"raw celery   {figures.raw_commands:.2f} Redis commands per task")
     print(
         f"cancel       p50 {statistics.median(cancels):7.1f} ms   "
         f"p99 {percentile(cancels, 0.99):7.1f} ms   max {max(cancels):7.1f} ms"
@@ -589,6 +638,7 @@ def main() -> None:
         "--rounds", type=positive, default=3, help="alternating rounds per side (default 3)"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the workers' log files")
+    parser.add_argument("--summary", type=Path, metavar="FILE", help="write the figures as JSON")
     options = parser.parse_args()
     signal.signal(signal.SIGINT, interrupt_once)
     signal.signal(signal.SIGTERM, interrupt_once)
@@ -605,6 +655,8 @@ def main() -> None:
         for w in workers:
             print("\n".join(log_summary(w)))
         report(figures)
+        if options.summary is not None:
+            options.summary.write_text(json.dumps(figures.summary()), encoding="utf-8")
     finally:
         for w in workers:
             with step(f"stopping {w.name}"):
