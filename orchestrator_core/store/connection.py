@@ -71,6 +71,15 @@ class ThreadConnections:
         if connection is None or local.pid != os.getpid():
             connection = self._pool.get_connection()
             local.connection, local.pid = connection, os.getpid()
+        else:
+            # As the pool checks a connection it hands out: one the server closed (a
+            # restart) reads as readable, and is opened again before any command goes.
+            try:
+                if connection.can_read():
+                    raise redis.ConnectionError("the connection has data nobody asked for")
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                connection.disconnect()
+                connection.connect()
         try:
             # The stub types its argument as a one-element tuple; it takes any number.
             connection.send_packed_command([hiredis.pack_command(args)])  # type: ignore[arg-type]

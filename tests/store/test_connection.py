@@ -81,3 +81,20 @@ def test_paused_redis_times_out_and_never_leaves_half_a_job(
         assert store.list_jobs().items == (job,)
         return
     assert store.list_jobs().items == ()
+
+
+def test_a_connection_the_server_closed_costs_no_failed_command(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    # As after a restart of Redis: every connection the store holds is gone.
+    store = JobStore.from_settings(settings)
+    job = store.create("t.demo", {}, max_attempts=1)
+    name = f"{settings.prefix}-orchestrator"
+    killed = 0
+    for client in redis_client.client_list():
+        if client.get("name") == name:
+            killed += redis_client.client_kill_filter(_id=client["id"])
+    assert killed >= 1
+
+    assert store.get(job.id) == job
+    assert store.cancel(job.id).job.state is State.CANCELLED
