@@ -42,7 +42,7 @@ from orchestrator_core.store.replies import (
     refusal,
 )
 from orchestrator_core.store.script import StoreScript
-from orchestrator_core.store.tickets import NewJob, Ticket
+from orchestrator_core.store.tickets import NewJob, Ticket, new_jobs
 from orchestrator_core.store.tickets import script_arguments as tickets_arguments
 
 if TYPE_CHECKING:
@@ -243,13 +243,18 @@ class JobStore:
             self._job_types = self._job_types | new_types
         reply = self._call("create", "", "creating jobs", args, extra=payloads)
         results: list[Submitted | OrchestratorError] = []
-        for outcome, *detail in reply[1]:
+        first_blob = 0
+        for ticket, (outcome, *detail) in zip(tickets, reply[1], strict=True):
+            blobs = payloads[first_blob : first_blob + len(ticket.jobs)]
+            first_blob += len(ticket.jobs)
             if outcome == "err":
                 job_id = str(detail[1]) if len(detail) > 1 else ""
                 results.append(refusal(job_id, detail, None, presented=None))
-                continue
-            jobs = tuple(decode_job(_id_of(flat), flat) for flat in detail[0])
-            results.append(Submitted(jobs, created=outcome == "created"))
+            elif outcome == "created":
+                results.append(Submitted(new_jobs(ticket, blobs, detail[0]), created=True))
+            else:
+                jobs = tuple(decode_job(_id_of(flat), flat) for flat in detail[0])
+                results.append(Submitted(jobs, created=False))
         return results
 
     def discard(self, job_id: str) -> None:

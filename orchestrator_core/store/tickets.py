@@ -8,11 +8,14 @@ trip while each keeps its own outcome (and its own ``Idempotency-Key``).
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator_core.models import HistoryEntry, Job, from_micros
+from orchestrator_core.states import State
 from orchestrator_core.store.keys import Keys
 from orchestrator_core.store.records import to_json
 
@@ -82,6 +85,37 @@ def script_arguments(
         payloads.extend(blobs)
     arguments = {"tickets": described, "dispatch_ms": outbox_ms, "idem_ttl_ms": idempotency_ms}
     return arguments, payloads
+
+
+def new_jobs(ticket: Ticket, blobs: Sequence[str], instants: Sequence[str]) -> tuple[Job, ...]:
+    """The documents of a ticket's jobs just created at ``instants`` (microseconds of
+    the Redis clock) with the payloads ``blobs``: everything else of a new job is what
+    the ticket asked for."""
+    jobs = []
+    for job, job_id, blob, instant in zip(ticket.jobs, ticket.ids, blobs, instants, strict=True):
+        at = from_micros(int(instant))
+        # Built from checked values, as decode_job builds documents it read.
+        entry = HistoryEntry.model_construct(state=State.CREATED, at=at, attempt=0, reason=None)
+        jobs.append(
+            Job.model_construct(
+                id=job_id,
+                type=job.job_type,
+                state=State.CREATED,
+                payload=json.loads(blob),  # as stored, as a read of the job would have it
+                attempts=0,
+                max_attempts=job.max_attempts,
+                created_at=at,
+                updated_at=at,
+                started_at=None,
+                finished_at=None,
+                cancel_requested=False,
+                result=None,
+                error=None,
+                progress=None,
+                history=(entry,),
+            )
+        )
+    return tuple(jobs)
 
 
 def fingerprint(jobs: Sequence[NewJob], blobs: Sequence[str]) -> str:

@@ -1,7 +1,8 @@
 -- Submission: new jobs, in tickets (one request each: one job, or a batch), and the
 -- undoing of jobs whose messages could not be queued.
 
--- The job hash a ticket's job gets; `payload` is its JSON document.
+-- The job hash a ticket's job gets; `payload` is its JSON document. Returns the instant
+-- it was created at: the caller knows the rest of the new document already.
 local function new_job(spec, payload)
     local key = job_stem .. '{' .. spec.id .. '}'
     local seq = redis.call('INCR', seq_key)
@@ -19,7 +20,7 @@ local function new_job(spec, payload)
     redis.call('HSET', key, unpack(flatten(job)))
     redis.call('ZADD', type_base .. spec.type .. ':' .. S.CREATED, seq, spec.id)
     redis.call('ZADD', outbox_key, at_ms + args.dispatch_ms, spec.id)
-    return document_of(job)[2]
+    return at
 end
 
 -- The jobs an idempotency record names (an earlier layout named one, as `job`).
@@ -32,8 +33,8 @@ end
 
 -- args.tickets: {idem?, fingerprint?, jobs = {{id, type, queue, max_attempts, check_id?}}};
 -- the payloads follow ARGV[8], one per job in ticket order. One reply per ticket:
--- {'created', documents}, {'existing', documents} (a repeat of an idempotent request)
--- or {'err', code, ...}.
+-- {'created', instants} (each new job's creation), {'existing', documents} (a repeat
+-- of an idempotent request) or {'err', code, ...}.
 JOBLESS.create = true
 function ops.create()
     local results, next_payload = {}, 9
