@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import uuid
@@ -11,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from cleanup import delete_keys
+from services import require_redis
 
 from orchestrator_core.settings import Settings, load_settings
 from orchestrator_core.store import JobStore
@@ -29,12 +29,7 @@ def settings() -> Settings:
 @pytest.fixture
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     client = connect_redis(settings)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis at {settings.redis_url} is required in CI: {exc}")
-        pytest.skip(f"Redis at {settings.redis_url} is not running: {exc}")
+    require_redis(client, settings.redis_url)
     yield client
     delete_keys(client, settings.prefix)
     client.close()

@@ -27,8 +27,8 @@ import httpx
 import pytest
 import redis
 from cleanup import delete_broker_objects, delete_keys
-from kombu import Connection
 from processes import stop_group
+from services import require_broker, require_redis
 
 from orchestrator_client import ApiError, Client, WaitTimeoutError
 from orchestrator_core.settings import Settings, load_settings
@@ -142,16 +142,10 @@ def stack_settings() -> Iterator[Settings]:
     configured = load_settings(prefix=f"test-{uuid.uuid4().hex[:12]}")
     probe = redis.Redis.from_url(configured.redis_url, socket_connect_timeout=2)
     try:
-        probe.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {configured.redis_url} is required: {exc}")
+        require_redis(probe, configured.redis_url)
     finally:
         probe.close()
-    with Connection(configured.broker_url, connect_timeout=5) as connection:
-        try:
-            connection.ensure_connection(max_retries=1)
-        except Exception as exc:
-            pytest.fail(f"RabbitMQ at {configured.broker_url} is required: {exc}")
+    require_broker(configured.broker_url)
     yield configured
     delete_prefix(configured)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 from cleanup import delete_broker_objects
-from kombu import Connection
+from services import require_broker
 
 from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.settings import Settings, load_settings
@@ -18,13 +17,7 @@ from orchestrator_core.store import JobStore
 @pytest.fixture
 def broker_settings(settings: Settings, redis_client: redis.Redis) -> Iterator[Settings]:
     configured = load_settings(prefix=settings.prefix, publish_timeout_seconds=1.0)
-    with Connection(configured.broker_url, connect_timeout=5) as connection:
-        try:
-            connection.ensure_connection(max_retries=1)
-        except Exception as exc:
-            if os.environ.get("CI"):
-                pytest.fail(f"RabbitMQ at {configured.broker_url} is required in CI: {exc}")
-            pytest.skip(f"RabbitMQ at {configured.broker_url} is not running: {exc}")
+    require_broker(configured.broker_url)
     yield configured
     delete_broker_objects(configured.broker_url, configured.prefix, [f"{configured.prefix}.t.demo"])
 

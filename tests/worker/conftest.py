@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 import redis
 from cleanup import delete_broker_objects, job_queues
 from harness import ALLOWED, FIXTURES, Jobs, Workers
-from kombu import Connection
+from services import require_broker
 
 from orchestrator_core import load_plugins
 from orchestrator_core.dispatch.publisher import Publisher
@@ -30,13 +29,7 @@ def worker_settings(
         sweep_interval_seconds=0.1,
         plugins=",".join(ALLOWED),
     )
-    with Connection(configured.broker_url, connect_timeout=5) as connection:
-        try:
-            connection.ensure_connection(max_retries=1)
-        except Exception as exc:
-            if os.environ.get("CI"):
-                pytest.fail(f"RabbitMQ at {configured.broker_url} is required in CI: {exc}")
-            pytest.skip(f"RabbitMQ at {configured.broker_url} is not running: {exc}")
+    require_broker(configured.broker_url)
     yield configured
     queues = job_queues(configured.prefix, load_plugins(allow=list(ALLOWED)))
     delete_broker_objects(configured.broker_url, configured.prefix, queues)
