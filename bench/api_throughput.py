@@ -41,7 +41,14 @@ import httpx
 import redis
 
 from bench import cpu
-from bench.service import Service, delete_broker_entities, delete_keys, interrupt_once, step
+from bench.service import (
+    Service,
+    delete_broker_entities,
+    delete_keys,
+    interrupt_once,
+    step,
+    stop_all,
+)
 from cli.arguments import positive
 from orchestrator_core import load_plugins
 from orchestrator_core.dispatch.broker import queue_name
@@ -420,10 +427,7 @@ def main() -> None:
         if options.summary is not None:
             options.summary.write_text(json.dumps(summary(figures)), encoding="utf-8")
     finally:
-        for server in servers:
-            with step(f"stopping {server.name}"):
-                server.stop()
-            server.log.unlink(missing_ok=True)
+        stop_all(servers)
         clean_up(keys, client)
 
 

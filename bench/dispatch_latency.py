@@ -26,7 +26,7 @@ from pathlib import Path
 import redis
 
 from bench.api_throughput import BROKER_URL, HOST, REDIS_URL, Server, api_server, clean_up
-from bench.service import Service, interrupt_once, step
+from bench.service import Service, interrupt_once, stop_all
 from bench.worker_throughput import BIN, WorkerProcess, worker_env
 from cli.arguments import positive
 from orchestrator_core import State, load_settings
@@ -192,10 +192,7 @@ def main() -> None:
         if options.summary is not None:
             options.summary.write_text(json.dumps([asdict(r) for r in runs]), encoding="utf-8")
     finally:
-        for service in services:
-            with step(f"stopping {service.name}"):
-                service.stop()
-            service.log.unlink(missing_ok=True)
+        stop_all(services)
         clean_up(keys, client)
 
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import redis
@@ -87,6 +87,18 @@ def step(what: str) -> Iterator[None]:
         yield
     except Exception as exc:
         print(f"clean-up: {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def stop_all(services: Iterable[Service], *, keep_logs: bool = False) -> None:
+    """Stop every service, each step reported and passed over if it fails; their logs are
+    deleted, or kept and named."""
+    for service in services:
+        with step(f"stopping {service.name}"):
+            service.stop()
+        if keep_logs:
+            print(f"{service.name} log kept: {service.log}")
+        else:
+            service.log.unlink(missing_ok=True)
 
 
 def interrupt_once(signum: int, frame: object) -> None:

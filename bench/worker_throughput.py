@@ -51,6 +51,7 @@ from bench.service import (
     delete_keys,
     interrupt_once,
     step,
+    stop_all,
 )
 from cli.arguments import positive
 from orchestrator_core import State, load_plugins
@@ -372,7 +373,7 @@ class Commands:
     top_level: Counter[str]
     """Other commands sent by a client: each one a round trip (or part of a pipeline)."""
     in_script: Counter[str]
-    """Commands ``jobs.lua`` ran; commandstats counts them under their own names."""
+    """Commands the store script ran; commandstats counts them under their own names."""
 
     @property
     def total(self) -> int:
@@ -382,7 +383,7 @@ class Commands:
     def between(cls, before: Counter[str], after: Counter[str], *, polls: int) -> Commands:
         # The bench's polls, and the INFO that took the first snapshot.
         delta = after - before - Counter({"zcard": polls, "info": 1})
-        # Told apart by name: of the commands jobs.lua runs, our Python code sends none
+        # Told apart by name: of the commands the store script runs, our Python code sends none
         # directly (PUBLISH, say, only ever comes from the script).
         inside = script_commands()
         top_level = Counter({n: c for n, c in delta.items() if n not in inside})
@@ -546,7 +547,7 @@ def report(figures: Figures) -> None:
     print(f"  EVALSHA          {commands.evalsha / jobs:6.2f}   (every store operation)")
     print(f"  other top-level  {per_job(commands.top_level, jobs)}")
     inside = sum(commands.in_script.values())
-    print(f"  inside jobs.lua  {inside / jobs:6.2f}   (not round trips)")
+    print(f"  inside the script{inside / jobs:6.2f}   (not round trips)")
     print(f"                   {per_job(commands.in_script, jobs)}")
     print()
     rounds = len(mine)
@@ -658,13 +659,7 @@ def main() -> None:
         if options.summary is not None:
             options.summary.write_text(json.dumps(figures.summary()), encoding="utf-8")
     finally:
-        for w in workers:
-            with step(f"stopping {w.name}"):
-                w.stop()
-            if options.keep_logs:
-                print(f"{w.name} log kept: {w.log}")
-            else:
-                w.log.unlink(missing_ok=True)
+        stop_all(workers, keep_logs=options.keep_logs)
         run.clean_up()
 
 
