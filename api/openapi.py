@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.schemas import MAX_BATCH, SubmissionModels
+from api.schemas import SubmissionModels
+from orchestrator_core.models import MAX_BATCH_JOBS
 
 
 def install(app: FastAPI, submissions: SubmissionModels) -> None:
@@ -25,7 +26,12 @@ def install(app: FastAPI, submissions: SubmissionModels) -> None:
             batch = {
                 "type": "object",
                 "properties": {
-                    "jobs": {"type": "array", "items": body, "minItems": 1, "maxItems": MAX_BATCH}
+                    "jobs": {
+                        "type": "array",
+                        "items": body,
+                        "minItems": 1,
+                        "maxItems": MAX_BATCH_JOBS,
+                    }
                 },
                 "required": ["jobs"],
                 "additionalProperties": False,

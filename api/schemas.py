@@ -8,18 +8,16 @@ the OpenAPI document is their union, so the two cannot describe different bodies
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from orchestrator_core import InvalidBatchError, Job, Plugins, State, UnknownJobTypeError
+from orchestrator_core.models import MAX_BATCH_JOBS
 
 MAX_ATTEMPTS_LIMIT = 100
 """The largest ``max_attempts`` a submission may ask for."""
-
-MAX_BATCH = 1000
-"""The most jobs one ``POST /jobs/batch`` may submit."""
 
 JobPublic = Job
 
@@ -81,9 +79,9 @@ class SubmissionModels:
                 [_error(["body"], 'the body must be {"jobs": [...]}, and nothing else', "batch")]
             )
         items = data["jobs"]
-        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_JOBS:
             raise InvalidBatchError(
-                [_error(["body", "jobs"], f"a list of 1 to {MAX_BATCH} jobs", "batch_size")]
+                [_error(["body", "jobs"], f"a list of 1 to {MAX_BATCH_JOBS} jobs", "batch_size")]
             )
         valid: list[JobCreate] = []
         errors: list[dict[str, Any]] = []
@@ -92,14 +90,7 @@ class SubmissionModels:
             try:
                 valid.append(self.validate(item))
             except ValidationError as exc:
-                errors.extend(
-                    _error(
-                        [*where, *(str(p) if not isinstance(p, int) else p for p in e["loc"])],
-                        e["msg"],
-                        e["type"],
-                    )
-                    for e in exc.errors(include_url=False, include_input=False)
-                )
+                errors.extend(error_details(exc, where))
             except UnknownJobTypeError as exc:
                 unknown = _error([*where, "type"], str(exc), "unknown_job_type")
                 errors.append({**unknown, "known_types": exc.known})
@@ -118,6 +109,14 @@ class SubmissionModels:
         schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
         definitions = schema.pop("$defs", {})
         return schema, definitions
+
+
+def error_details(exc: ValidationError, where: Sequence[str | int]) -> list[dict[str, Any]]:
+    """The API's ``detail`` entries of a body's validation errors, found at ``where``."""
+    return [
+        _error([*where, *error["loc"]], error["msg"], error["type"])
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 def _error(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:

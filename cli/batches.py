@@ -9,12 +9,10 @@ from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from cli import output
+from orchestrator_core.models import MAX_BATCH_JOBS
 
 if TYPE_CHECKING:
     from orchestrator_client import Client
-
-BATCH = 1000
-"""Jobs per ``POST /jobs/batch``, the most the API takes."""
 
 
 def read_jobs(source: IO[str], name: str) -> list[dict[str, Any]]:
@@ -61,7 +59,7 @@ def submit_all(
     """Submit ``jobs`` a batch at a time, in order; yields each batch's documents as they
     come. With a key, batch n is sent under ``<key>:<n>``, so a repeated command repeats
     each batch."""
-    for number, chunk in enumerate(_chunks(jobs, BATCH)):
+    for number, chunk in enumerate(_chunks(jobs, MAX_BATCH_JOBS)):
         key = None if idempotency_key is None else f"{idempotency_key}:{number}"
         yield from client.submit_batch(chunk, idempotency_key=key)
 

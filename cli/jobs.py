@@ -22,6 +22,7 @@ from cli.arguments import (
     json_object,
     positive,
 )
+from orchestrator_core.models import MAX_BATCH_JOBS
 from orchestrator_core.settings import load_settings
 from orchestrator_core.states import State
 
@@ -58,7 +59,8 @@ def _add_submit(commands: Commands) -> None:
         metavar="FILE",
         type=batches.open_jobs,
         help='jobs to submit, a JSON object {"type": ..., "payload": {...}} per line '
-        "(- reads standard input); each batch of up to 1000 is created whole or not at all",
+        f"(- reads standard input); each batch of up to {MAX_BATCH_JOBS} is created whole "
+        "or not at all",
     )
     command.add_argument(
         "--wait", action="store_true", help="follow the job, a line per change, until it ends"

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from orchestrator_core.states import State
 
+MAX_BATCH_JOBS = 1000
+"""The most jobs one batch submission (``POST /jobs/batch``) creates."""
+
 
 def format_instant(value: datetime) -> str:
     """``value`` as the documents write instants: ``2026-01-01T00:00:00.000000Z``."""

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from api.deps import Authorized, State
 from api.routes.jobs import ERRORS, document
-from api.schemas import JobBatch, JobCreate, JobPublic
+from api.schemas import JobBatch, JobCreate, JobPublic, error_details
 from api.state import ApiState
 from orchestrator_core.store import NewJob
 
@@ -77,11 +77,10 @@ async def create_job(
     try:
         body = state.submissions.validate(data)
     except ValidationError as exc:
-        detail = [
-            {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]}
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
-        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+        return JSONResponse(
+            {"detail": error_details(exc, ["body"])},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
     submitted = await state.submitter.submit_async(
         [_new_job(state, body)], idempotency_key=idempotency_key
     )

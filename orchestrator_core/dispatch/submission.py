@@ -133,7 +133,7 @@ class Submitter:
     def _request(self, jobs: Sequence[NewJob], idempotency_key: str | None) -> _Request:
         return _Request(
             Ticket(tuple(jobs), idempotency_key),
-            tuple(job.queue or self.store.keys.queue(job.job_type) for job in jobs),
+            tuple(job.queue_in(self.store.keys) for job in jobs),
         )
 
     def _run(self) -> None:

@@ -37,6 +37,10 @@ class NewJob:
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"max_attempts must be a positive integer, not {attempts!r}")
 
+    def queue_in(self, keys: Keys) -> str:
+        """The broker queue the job's messages go to: its own, else its type's name."""
+        return self.queue or keys.queue(self.job_type)
+
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
@@ -71,7 +75,7 @@ def script_arguments(
             spec: dict[str, Any] = {
                 "id": job_id,
                 "type": job.job_type,
-                "queue": job.queue or keys.queue(job.job_type),
+                "queue": job.queue_in(keys),
                 "max_attempts": job.max_attempts,
             }
             if job.job_id is not None:

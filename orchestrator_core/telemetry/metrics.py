@@ -1,10 +1,12 @@
 """The job metrics the store script keeps in Redis: what each one is, and their reading.
 
-The script that persists a transition also counts it and observes the histograms it
-ends (queue wait, duration, attempts, cancel latency), in one hash per prefix. Every
-API and worker process writes through that script, so the figures are the
-deployment's, exactly once each, whichever process exports them. The API's collector
-(``api/collector.py``) exports every histogram of :data:`HISTOGRAMS` as it finds it.
+Each transition is an entry of the event stream; the script's ``fold``
+(``store/lua/metrics.lua``) adds the entries it has not counted yet to the counters and
+observes the histograms they end (queue wait, duration, attempts, cancel latency), in
+one hash per prefix, moving its cursor in the same step. Every sweep and every scrape
+folds first, whichever process runs it, so the figures are the deployment's, each
+transition counted exactly once. The API's collector (``api/collector.py``) exports
+every histogram of :data:`HISTOGRAMS` as it finds it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class HistogramSpec:
     """One histogram the store script observes, and how the API exports it."""
 
     name: str
-    """What the script calls it: ``observe('<name>', ...)`` in ``store/lua/prelude.lua``."""
+    """What the script calls it: ``observe('<name>', ...)`` in ``store/lua/metrics.lua``."""
     exported: str
     """The Prometheus family name."""
     documentation: str

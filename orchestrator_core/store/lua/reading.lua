@@ -69,10 +69,7 @@ function ops.list()
     elseif args.type and args.state then
         of_type(args.type, args.state)
     elseif args.type then
-        for state in pairs(ALLOWED) do
-            if state ~= S.RUNNING then of_type(args.type, state) end
-        end
-        add(running(args.type, below))
+        for state in pairs(ALLOWED) do of_type(args.type, state) end
     elseif args.state == S.RUNNING then
         add(running(nil, below))
     else
