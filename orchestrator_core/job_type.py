@@ -56,6 +56,12 @@ class JobType:
     """Seconds an attempt may run before its token fires with reason ``"timeout"``."""
     queue: str | None = None
     """Broker queue to run on; None derives it from the name."""
+    max_attempts_limit: int | None = None
+    """The most ``max_attempts`` a submission may ask for; None allows the API's own cap.
+    A type whose attempts have side effects that must not repeat (``shell.run``) sets 1."""
+    retention: float | None = None
+    """Seconds a finished job of this type is kept; None takes
+    ``ORCHESTRATOR_RETENTION_SECONDS``, 0 keeps its jobs forever."""
 
     _schema: dict[str, Any] = field(init=False, repr=False, compare=False)
 
@@ -163,6 +169,15 @@ class JobType:
             self._fail("retry_jitter", self.retry_jitter, "pass True or False")
         if self.timeout is not None and (not _is_finite(self.timeout) or self.timeout <= 0):
             self._fail("timeout", self.timeout, "pass a number of seconds > 0, or None for none")
+        limit = self.max_attempts_limit
+        if limit is not None and (not _is_int(limit) or limit < self.max_attempts):
+            self._fail(
+                "max_attempts_limit",
+                limit,
+                f"pass an int >= max_attempts ({self.max_attempts}), or None for no cap",
+            )
+        if self.retention is not None and (not _is_finite(self.retention) or self.retention < 0):
+            self._fail("retention", self.retention, "pass seconds >= 0 (0 keeps), or None")
         queue = self.queue
         if queue is not None and (
             not isinstance(queue, str)
@@ -176,7 +191,7 @@ class JobType:
                 f"(at most {MAX_NAME_LENGTH}, starting with a letter or digit)",
             )
         # Normalise so consumers (backoff arithmetic, JSON output) always see floats.
-        for name in ("retry_backoff", "retry_backoff_max", "timeout"):
+        for name in ("retry_backoff", "retry_backoff_max", "timeout", "retention"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, float(value))

@@ -66,7 +66,43 @@ class Settings(BaseSettings):
     events_max_length: int = Field(default=100_000, ge=1000)
     """About how many transitions the event stream keeps for late readers to resume from."""
 
-    @field_validator("plugins", "api_keys", mode="before")
+    retention_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+    """How long a finished job is kept after ``finished_at`` before it is deleted with every
+    key and index entry it owns; 0 keeps jobs forever. A type's ``retention`` overrides it."""
+
+    allow_anonymous: bool = False
+    """Serve with no API keys on an address other than loopback (an open API, on purpose)."""
+    readonly_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    """Keys that may only read: GET routes, event streams and metrics; a write is 403."""
+    payload_key: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    """Fernet keys (newest first) that encrypt payload fields typed ``SecretStr`` at rest;
+    the first encrypts, every one decrypts, so a key is rotated by putting a new one first."""
+    max_json_depth: int = Field(default=64, ge=1, le=1000)
+    """How deeply a request's JSON may nest; deeper is a 400, never a RecursionError."""
+    max_streams_per_key: int = Field(default=16, ge=1)
+    """Event streams one API key (or, with no keys, one client address) may hold open at
+    once in one API process; past it a new stream is 429."""
+    max_streams: int = Field(default=512, ge=1)
+    """Event streams one API process serves at once; past it a new stream is 429."""
+    readiness_cache_seconds: float = Field(default=1.0, ge=0)
+    """``/readyz`` answers from a probe at most this old: one probe per interval per process."""
+
+    http_allow_networks: CommaList = ()
+    """Networks (CIDR, e.g. ``10.0.0.0/8``) that outgoing HTTP from jobs and webhooks may
+    reach although they are loopback, private, link-local or metadata addresses."""
+    container_allow_host_network: bool = False
+    """Let ``container.run`` jobs ask for ``network_mode: host``."""
+    container_allow_privileged: bool = False
+    """Let ``container.run`` jobs ask for privileged mode and added capabilities."""
+
+    @field_validator(
+        "plugins",
+        "api_keys",
+        "readonly_api_keys",
+        "payload_key",
+        "http_allow_networks",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_commas(value)
