@@ -494,6 +494,29 @@ class JobStore:
             "progress", job_id, "recording progress", {"owner": owner}, progress.model_dump_json()
         )
 
+    def eviction_warning(self) -> str | None:
+        """A sentence saying that Redis may evict keys, or None when it never does.
+
+        An evicting Redis (``maxmemory-policy`` other than ``noeviction``) silently
+        deletes jobs when it fills up, so the API and the worker warn at start-up and
+        ``/readyz`` says so. A Redis that refuses ``CONFIG`` (a managed service) is
+        not known to evict and gets no warning.
+
+        :raises StoreUnavailableError: Redis did not answer.
+        """
+        with redis_errors("reading maxmemory-policy"):
+            try:
+                reply = self.redis.config_get("maxmemory-policy")
+            except redis.ResponseError:
+                return None
+        policy = str(reply.get("maxmemory-policy", "noeviction"))
+        if policy == "noeviction":
+            return None
+        return (
+            f"Redis's maxmemory-policy is {policy!r}: when Redis fills up it deletes keys, "
+            "jobs among them; set it to 'noeviction'"
+        )
+
     # --- plumbing -----------------------------------------------------------------
 
     @staticmethod
