@@ -64,6 +64,10 @@ FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# shell.run and container.run execute what submitters ask for on the worker's machine:
+# they are built in, but load only where an operator names them
+# (-e ORCHESTRATOR_PLUGINS=demo,http,shell).
+ENV ORCHESTRATOR_PLUGINS=demo,http
 # The group gets the same fixed id as the user: `--user-group` alone would pick a system
 # gid, leaving USER's 10001 group nameless (Celery then warns it may be running as root).
 RUN groupadd --system --gid 10001 orchestrator \
@@ -78,4 +82,9 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 ENTRYPOINT ["orchestrator"]
+# The API on every address of the container, so a published port reaches it. With no
+# API keys it refuses to serve on a non-loopback address: a bare `docker run` of this
+# image exits at once with an error naming ORCHESTRATOR_ALLOW_ANONYMOUS. Give it keys
+# (-e ORCHESTRATOR_API_KEYS=...), or ORCHESTRATOR_ALLOW_ANONYMOUS=true for an API open
+# to whoever reaches the port, on purpose.
 CMD ["api", "--host", "0.0.0.0", "--port", "8000"]

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator_core.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -28,6 +30,45 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 
 BACKEND_SERVICES = ("redis", "rabbitmq")
 ORCHESTRATOR_SERVICES = ("api", "worker")
+
+ENV_PREFIX = str(Settings.model_config["env_prefix"])
+SETTINGS = frozenset(f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields)
+"""Every variable of orchestrator_core/settings.py: each must be settable through .env."""
+
+API_KEY_SETTINGS = frozenset(
+    {"ORCHESTRATOR_API_KEYS", "ORCHESTRATOR_READONLY_API_KEYS", "ORCHESTRATOR_API_KEY"}
+)
+"""Never in a worker's environment: a job's code runs there, and must not find them."""
+
+API_ONLY = API_KEY_SETTINGS | {
+    "ORCHESTRATOR_ALLOW_ANONYMOUS",
+    "ORCHESTRATOR_MAX_BODY_BYTES",
+    "ORCHESTRATOR_MAX_JSON_DEPTH",
+    "ORCHESTRATOR_MAX_STREAMS_PER_KEY",
+    "ORCHESTRATOR_MAX_STREAMS",
+    "ORCHESTRATOR_READINESS_CACHE_SECONDS",
+    "ORCHESTRATOR_API_THREADS",
+    # Read when a job is submitted, which only the API does.
+    "ORCHESTRATOR_OUTBOX_SECONDS",
+    "ORCHESTRATOR_IDEMPOTENCY_SECONDS",
+    # The command-line client's, for `docker compose exec api orchestrator ...`.
+    "ORCHESTRATOR_API_URL",
+}
+WORKER_ONLY = frozenset(
+    {
+        "ORCHESTRATOR_CANCEL_GRACE_SECONDS",
+        "ORCHESTRATOR_SWEEP_INTERVAL_SECONDS",
+        "ORCHESTRATOR_PREFETCH_MULTIPLIER",
+        "ORCHESTRATOR_EARLY_ACK_SECONDS",
+        "ORCHESTRATOR_CONTAINER_ALLOW_HOST_NETWORK",
+        "ORCHESTRATOR_CONTAINER_ALLOW_PRIVILEGED",
+    }
+)
+EXPECTED_SETTINGS = {
+    "api": SETTINGS - WORKER_ONLY,
+    "worker": SETTINGS - API_ONLY,
+}
+"""What each service gets: a setting in neither list above (a new one, say) goes to both."""
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +131,27 @@ def test_only_the_api_publishes_a_port(config: dict[str, Any]) -> None:
     publishing = {name for name, service in config["services"].items() if service.get("ports")}
     assert publishing == {"api"}
     (port,) = config["services"]["api"]["ports"]
-    assert port["target"] == 8000
-    assert port["published"] == "8000"
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "8000", 8000)
+
+
+def test_the_api_is_published_on_loopback_unless_api_bind_says_otherwise(
+    compose_binary: Path, tmp_path: Path
+) -> None:
+    without = tmp_path / "without-bind.env"
+    without.write_text(
+        "".join(
+            line + "\n"
+            for line in ENV_EXAMPLE.read_text().splitlines()
+            if not line.startswith("API_BIND=")
+        )
+    )
+    done = compose(compose_binary, "config", "--format", "json", env_file=without, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (port,) = json.loads(done.stdout)["services"]["api"]["ports"]
+    assert port["host_ip"] == "127.0.0.1"
+    wider = resolved(compose_binary, tmp_path, {"API_BIND": "0.0.0.0"})
+    (port,) = wider["services"]["api"]["ports"]
+    assert port["host_ip"] == "0.0.0.0"
 
 
 def test_redis_and_rabbitmq_are_only_on_internal_networks(config: dict[str, Any]) -> None:
@@ -173,15 +233,110 @@ def test_no_service_uses_the_guest_account(config: dict[str, Any]) -> None:
 
 
 def test_the_orchestrator_settings_point_at_the_services(config: dict[str, Any]) -> None:
-    environment = config["services"]["api"]["environment"]
-    assert environment == config["services"]["worker"]["environment"]
-    assert environment["ORCHESTRATOR_REDIS_URL"] == "redis://redis:6379/0"
     rabbitmq = config["services"]["rabbitmq"]["environment"]
     user, password = rabbitmq["RABBITMQ_DEFAULT_USER"], rabbitmq["RABBITMQ_DEFAULT_PASS"]
-    assert environment["ORCHESTRATOR_BROKER_URL"] == f"amqp://{user}:{password}@rabbitmq:5672//"
-    assert environment["ORCHESTRATOR_PREFIX"] == "orch"
-    assert environment["ORCHESTRATOR_LEASE_SECONDS"] == "30"
-    assert "ORCHESTRATOR_API_KEYS" in environment
+    for name in ORCHESTRATOR_SERVICES:
+        environment = config["services"][name]["environment"]
+        assert environment["ORCHESTRATOR_REDIS_URL"] == "redis://redis:6379/0", name
+        broker = f"amqp://{user}:{password}@rabbitmq:5672//"
+        assert environment["ORCHESTRATOR_BROKER_URL"] == broker, name
+        assert environment["ORCHESTRATOR_PLUGINS"] == "demo,http", name
+        assert environment["ORCHESTRATOR_PREFIX"] == "orch", name
+        assert environment["ORCHESTRATOR_LEASE_SECONDS"] == "30", name
+    assert config["services"]["api"]["environment"]["ORCHESTRATOR_API_KEYS"] == (
+        "dev-key-change-me"
+    )
+
+
+# Settings: every field of Settings reachable from .env, each only where it is read.
+
+
+def orchestrator_settings(service: dict[str, Any]) -> set[str]:
+    return {name for name in service.get("environment", {}) if name.startswith(ENV_PREFIX)}
+
+
+def test_the_service_lists_name_real_settings() -> None:
+    assert API_ONLY <= SETTINGS, sorted(API_ONLY - SETTINGS)
+    assert WORKER_ONLY <= SETTINGS, sorted(WORKER_ONLY - SETTINGS)
+    assert not API_ONLY & WORKER_ONLY
+
+
+def test_every_setting_set_in_the_env_file_reaches_the_services_that_read_it(
+    compose_binary: Path, tmp_path: Path
+) -> None:
+    values = {name: f"value-of-{name.lower()}" for name in sorted(SETTINGS)}
+    env_file = tmp_path / "every-setting.env"
+    env_file.write_text(
+        "RABBITMQ_DEFAULT_USER=someone\nRABBITMQ_DEFAULT_PASS=secret\n"
+        + "".join(f"{name}={value}\n" for name, value in values.items())
+    )
+    done = compose(compose_binary, "config", "--format", "json", env_file=env_file, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    for name, expected in EXPECTED_SETTINGS.items():
+        environment = services[name]["environment"]
+        unreached = sorted(
+            variable for variable in expected if environment.get(variable) != values[variable]
+        )
+        assert not unreached, (
+            f"{name} does not get these from .env: list them in compose.yml (and in "
+            f"API_ONLY or WORKER_ONLY here when only one service reads them): {unreached}"
+        )
+        extra = sorted(orchestrator_settings(services[name]) - expected)
+        assert not extra, f"{name} gets settings it does not read: {extra}"
+
+
+def test_settings_left_out_of_the_env_file_keep_their_own_defaults(
+    config: dict[str, Any],
+) -> None:
+    """Listed without a value: compose leaves them out of the container, not empty."""
+    for name, expected in EXPECTED_SETTINGS.items():
+        environment = config["services"][name]["environment"]
+        assert orchestrator_settings(config["services"][name]) == expected, name
+        # .env.example sets neither; an empty TLS CA file would be a file named "".
+        assert environment["ORCHESTRATOR_TLS_CA_FILE"] is None, name
+        assert environment["ORCHESTRATOR_PAYLOAD_KEY"] is None, name
+
+
+def test_the_workers_get_no_api_key(config: dict[str, Any]) -> None:
+    assert API_KEY_SETTINGS <= API_ONLY
+    worker = config["services"]["worker"]["environment"]
+    assert not API_KEY_SETTINGS & set(worker), sorted(API_KEY_SETTINGS & set(worker))
+    assert "dev-key-change-me" not in json.dumps(worker)
+    api = config["services"]["api"]["environment"]
+    assert api["ORCHESTRATOR_API_KEY"] == "dev-key-change-me"
+
+
+@pytest.mark.parametrize("line", ["", "ORCHESTRATOR_API_KEYS=\n"], ids=["unset", "empty"])
+def test_the_api_keys_are_required(compose_binary: Path, tmp_path: Path, line: str) -> None:
+    env_file = tmp_path / "no-keys.env"
+    env_file.write_text(
+        "".join(
+            kept + "\n"
+            for kept in ENV_EXAMPLE.read_text().splitlines()
+            if not kept.startswith("ORCHESTRATOR_API_KEYS=")
+        )
+        + line
+    )
+    done = compose(compose_binary, "config", "--quiet", env_file=env_file, home=tmp_path)
+    assert done.returncode != 0
+    assert "set ORCHESTRATOR_API_KEYS (see .env.example)" in done.stderr
+
+
+def test_the_example_environment_names_only_real_settings() -> None:
+    # Commented-out lines too: they are what an operator uncomments.
+    assigned = re.findall(r"^#?(ORCHESTRATOR_[A-Z_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    # ORCHESTRATOR_IMAGE names the image for compose; Settings ignores it.
+    named = set(assigned) - {"ORCHESTRATOR_IMAGE"}
+    assert named, "no ORCHESTRATOR_ settings in .env.example"
+    assert named <= SETTINGS, sorted(named - SETTINGS)
+    assert "ORCHESTRATOR_API_KEYS" in named
+
+
+def test_the_local_env_file_is_never_committed() -> None:
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert ".env" in ignored
+    assert ".env" in DOCKERIGNORE.read_text().split()
 
 
 def test_the_images_come_from_the_environment(compose_binary: Path, tmp_path: Path) -> None:
@@ -191,7 +346,8 @@ def test_the_images_come_from_the_environment(compose_binary: Path, tmp_path: Pa
         {
             "REDIS_IMAGE": "localhost/x:1",
             "RABBITMQ_IMAGE": "localhost/y:2",
-            "API_PORT": "127.0.0.1:18000",
+            "API_BIND": "127.0.0.2",
+            "API_PORT": "18000",
             "WORKER_CONCURRENCY": "4",
             "ORCHESTRATOR_LEASE_SECONDS": "5",
         },
@@ -200,7 +356,7 @@ def test_the_images_come_from_the_environment(compose_binary: Path, tmp_path: Pa
     assert services["redis"]["image"] == "localhost/x:1"
     assert services["rabbitmq"]["image"] == "localhost/y:2"
     (port,) = services["api"]["ports"]
-    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "18000", 8000)
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.2", "18000", 8000)
     assert services["worker"]["command"] == ["worker", "--concurrency", "4"]
     for name in ORCHESTRATOR_SERVICES:
         assert services[name]["environment"]["ORCHESTRATOR_LEASE_SECONDS"] == "5", name
@@ -216,7 +372,8 @@ def test_a_missing_password_fails_validation_naming_it(
         "config",
         "--quiet",
         env_file=empty,
-        environment={"RABBITMQ_DEFAULT_USER": "someone"},
+        # The keys are given: compose names only one missing variable, in no fixed order.
+        environment={"RABBITMQ_DEFAULT_USER": "someone", "ORCHESTRATOR_API_KEYS": "k"},
         home=tmp_path,
     )
     assert done.returncode != 0
@@ -308,6 +465,25 @@ def test_pip_installs_nothing_but_the_built_wheels(dockerfile: list[tuple[str, s
         targets = words[words.index("install") + 1 :]
         packages = [word for word in targets if not word.startswith("-") and word != "/wheels"]
         assert packages == ["/wheels/*.whl"], command
+
+
+def environment_of(stage: list[tuple[str, str]]) -> dict[str, str]:
+    """The variables the stage's ENV instructions set (the ``key=value`` form)."""
+    found: dict[str, str] = {}
+    for keyword, argument in stage:
+        if keyword != "ENV":
+            continue
+        for word in shlex.split(argument):
+            name, _, value = word.partition("=")
+            found[name] = value
+    return found
+
+
+def test_the_image_loads_no_plugin_that_runs_code_unless_named(
+    dockerfile: list[tuple[str, str]],
+) -> None:
+    environment = environment_of(stages(dockerfile)[-1])
+    assert environment["ORCHESTRATOR_PLUGINS"] == "demo,http"
 
 
 def test_the_image_runs_the_orchestrator_cli(dockerfile: list[tuple[str, str]]) -> None:

@@ -22,6 +22,8 @@ from orchestrator_core.store.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yml"
+READONLY_API_KEY = "stack-read-only-key"
+"""Given to the stack as an operator's .env would: the API's, and no worker's."""
 
 TIMINGS: list[tuple[str, float]] = []
 """What each step took, for the terminal summary."""
@@ -131,6 +133,8 @@ class Stack:
     api_port: int
     api_key: str
     keys: Keys
+    image: str
+    """The orchestrator's image that compose built."""
 
     def submit(self, job_type: str, payload: dict[str, Any]) -> dict[str, Any]:
         response = self.api.post("/jobs", json={"type": job_type, "payload": payload})
@@ -167,6 +171,14 @@ class Stack:
     def lease_owner(self, job_id: str) -> str:
         """Who holds the running job's lease: ``<hostname>:<pid>:<token>`` of a worker process."""
         return self.compose.redis("HGET", self.keys.job(job_id), "lease_owner")
+
+    def process_environment(self, container_id: str) -> dict[str, str]:
+        """The environment of the container's first process, as /proc/1/environ has it."""
+        container = self.engine.containers.get(container_id)
+        code, output = container.exec_run(["cat", "/proc/1/environ"])
+        assert code == 0, output
+        entries = bytes(output).decode().split("\0")
+        return dict(entry.split("=", 1) for entry in entries if "=" in entry)
 
     def hostnames(self, service: str) -> dict[str, str]:
         """The hostname of each running container of ``service``, by container id."""

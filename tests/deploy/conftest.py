@@ -4,12 +4,14 @@ Steps, each timed for the terminal summary: start a dockerd of the tests' own; m
 (or take from the cache) a Debian root file system with debootstrap and import it;
 build the redis and rabbitmq stand-ins from it; wheel the project on the host into
 `wheels/` for the Dockerfile's no-index build; `docker compose up --build --wait`
-with two workers and the API on a free port of 127.0.0.1. At the end the stack is
+with two workers and the API on a free port of 127.0.0.1 (API_BIND and API_PORT), and
+settings beyond .env.example's given as an operator's .env would. At the end the stack is
 taken down with its volumes and the engine is stopped with its data deleted.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import platform
@@ -27,6 +29,7 @@ import httpx
 import pytest
 import wheelhouse
 from compose_stack import (
+    READONLY_API_KEY,
     ROOT,
     TIMINGS,
     Compose,
@@ -52,6 +55,8 @@ WHEELS = ROOT / "wheels"
 WHEELS_MARK = ".made-by-the-stack-test"
 LEASE_SECONDS = 5
 """Short, so a killed worker's job is taken over in seconds (compose passes it through)."""
+PREFIX = "stack"
+"""Not the default, so the stack's Redis keys show that the setting reached both services."""
 
 TOOLS = {"dockerd": "docker.io", "debootstrap": "debootstrap"}
 
@@ -189,6 +194,8 @@ def stack(
     except RuntimeError as exc:
         pytest.fail(str(exc))
     port = free_port()
+    # A Fernet key: 32 random bytes, url-safe base64.
+    payload_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
     compose = Compose(
         binary=binary,
         project=f"orchestrator-e2e-{os.getpid()}",
@@ -204,9 +211,13 @@ def stack(
             "RABBITMQ_IMAGE": STAND_INS["rabbitmq"],
             "PYTHON_IMAGE": images.base,
             "ORCHESTRATOR_IMAGE": ORCHESTRATOR_IMAGE,
-            "API_PORT": f"127.0.0.1:{port}",
+            "API_BIND": "127.0.0.1",
+            "API_PORT": str(port),
             "ORCHESTRATOR_PLUGINS": "demo",
             "ORCHESTRATOR_LEASE_SECONDS": str(LEASE_SECONDS),
+            "ORCHESTRATOR_PREFIX": PREFIX,
+            "ORCHESTRATOR_READONLY_API_KEYS": READONLY_API_KEY,
+            "ORCHESTRATOR_PAYLOAD_KEY": payload_key,
         },
     )
     config = json.loads(compose.run("config", "--format", "json").stdout)
@@ -229,6 +240,7 @@ def stack(
             api_port=port,
             api_key=api_key,
             keys=Keys(environment["ORCHESTRATOR_PREFIX"]),
+            image=ORCHESTRATOR_IMAGE,
         )
     finally:
         api.close()

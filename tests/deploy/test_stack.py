@@ -9,13 +9,22 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
-from compose_stack import Stack, timed
+import requests
+from compose_stack import READONLY_API_KEY, Stack, timed
 
 # Cold (debootstrap, wheels, the image build) takes a few minutes on two cores.
 pytestmark = pytest.mark.timeout(900)
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+API_KEY_SETTINGS = (
+    "ORCHESTRATOR_API_KEYS",
+    "ORCHESTRATOR_READONLY_API_KEYS",
+    "ORCHESTRATOR_API_KEY",
+)
+BARE_EXIT_SECONDS = 60
+"""Generous: the refusal comes before any connection, but two cores are busy with the stack."""
 
 
 def terminal(job: dict[str, Any]) -> bool:
@@ -56,6 +65,52 @@ def test_only_the_api_publishes_a_port_and_only_on_loopback(stack: Stack) -> Non
     assert len(stack.compose.container_ids("worker")) == 2
 
 
+def test_the_api_refuses_a_request_without_a_key(stack: Stack) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{stack.api_port}", timeout=10) as anonymous:
+        response = anonymous.get("/jobs")
+        health = anonymous.get("/healthz")
+    assert response.status_code == 401, response.text
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert health.status_code == 200, health.text
+
+
+def test_the_api_keys_reach_the_api_and_no_worker(stack: Stack) -> None:
+    (api_id,) = stack.compose.container_ids("api")
+    api = stack.process_environment(api_id)
+    assert api["ORCHESTRATOR_API_KEYS"] == stack.api_key
+    assert api["ORCHESTRATOR_READONLY_API_KEYS"] == READONLY_API_KEY
+    workers = stack.compose.container_ids("worker")
+    assert len(workers) == 2
+    for worker_id in workers:
+        worker = stack.process_environment(worker_id)
+        assert not set(API_KEY_SETTINGS) & set(worker), worker_id
+        for key in (stack.api_key, READONLY_API_KEY):
+            assert key not in "\0".join(worker.values()), worker_id
+        # What both need does reach a worker: secret payload fields are decrypted there.
+        assert worker["ORCHESTRATOR_PAYLOAD_KEY"] == api["ORCHESTRATOR_PAYLOAD_KEY"]
+        assert worker["ORCHESTRATOR_PREFIX"] == api["ORCHESTRATOR_PREFIX"] == "stack"
+
+
+def test_the_image_run_without_keys_refuses_to_serve_anonymously(stack: Stack) -> None:
+    image = stack.engine.images.get(stack.image)
+    assert "ORCHESTRATOR_PLUGINS=demo,http" in image.attrs["Config"]["Env"]
+    # The image's own command, nothing else: as `docker run <image>` would start it.
+    container = stack.engine.containers.run(stack.image, detach=True, network_mode="none")
+    try:
+        try:
+            status = container.wait(timeout=BARE_EXIT_SECONDS)
+        except requests.exceptions.RequestException:
+            logs = container.logs().decode(errors="replace")
+            pytest.fail(
+                f"the image with no keys was still serving after {BARE_EXIT_SECONDS} s:\n{logs}"
+            )
+        logs = container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    assert status["StatusCode"] != 0, logs
+    assert "ORCHESTRATOR_ALLOW_ANONYMOUS" in logs
+
+
 def test_the_api_and_the_workers_run_as_the_image_s_own_user(stack: Stack) -> None:
     ids = stack.compose.container_ids("api") + stack.compose.container_ids("worker")
     for container_id in ids:
@@ -76,10 +131,10 @@ def test_a_demo_job_submitted_through_the_published_port_completes(stack: Stack)
         names = {job_type["name"] for job_type in response.json()}
         job = stack.submit("demo.echo", {"message": "through compose", "data": {"answer": 42}})
         done = stack.wait(job["id"], terminal, timeout=60)
-        # The image's own command-line client, as the README shows it.
-        key = f"ORCHESTRATOR_API_KEY={stack.api_key}"
+        # The image's own command-line client, as the README shows it: its key is
+        # ORCHESTRATOR_API_KEY from .env, which compose gives the API's container.
         command = ["orchestrator", "get", job["id"], "--json"]
-        printed = stack.compose.run("exec", "-T", "-e", key, "api", *command).stdout
+        printed = stack.compose.run("exec", "-T", "api", *command).stdout
     # ORCHESTRATOR_PLUGINS=demo reached the API through compose.yml.
     assert {"demo.echo", "demo.sleep", "demo.fail"} <= names
     assert all(name.startswith("demo.") for name in names), names
