@@ -21,6 +21,7 @@ from orchestrator_container.exceptions import (
     EngineError,
     EngineUnavailableError,
 )
+from orchestrator_container.host_access import HOST_NETWORK_SETTING, host_access
 from orchestrator_container.payload import ContainerRunPayload
 from orchestrator_core import CancellationToken, PermanentError
 
@@ -42,6 +43,12 @@ timeout does not wait for the next poll, since the token wakes the wait at once.
 
 FINISHED = frozenset({"exited", "dead"})
 
+OWN_NETWORK_MODES = frozenset({"none", "bridge", "default"})
+"""Network modes that give the container a namespace of its own (or none)."""
+
+MAX_CONTAINER_HOPS = 10
+"""How many ``container:<id>`` modes in a row are followed to the network they share."""
+
 MAX_LOG_CHARS = 1_000_000
 """The returned log tail keeps at most this many of its last characters (it is stored
 on the job)."""
@@ -56,8 +63,9 @@ def run_container(payload: ContainerRunPayload, token: CancellationToken) -> dic
     ``orchestrator.job=<job id>``; it is removed afterwards, whatever happened. A cancel,
     the job's timeout or the payload's ``timeout`` stops it (SIGTERM, then SIGKILL after
     ``stop_grace``). A non-zero exit fails the attempt, which may be retried; a missing
-    image (with ``pull`` off) or parameters the engine rejects fail the job for good. The
-    engine is found through ``DOCKER_HOST`` and the other ``DOCKER_*`` variables.
+    image (with ``pull`` off) or parameters the engine rejects fail the job for good, and
+    so does a network that turns out to be the host's when the settings do not allow it.
+    The engine is found through ``DOCKER_HOST`` and the other ``DOCKER_*`` variables.
     """
     token.raise_if_cancelled()
     with _connect() as client:
@@ -162,6 +170,8 @@ def _ensure_image(client: docker.DockerClient, image: str) -> None:
 def _create(
     client: docker.DockerClient, payload: ContainerRunPayload, token: CancellationToken
 ) -> Container:
+    if not host_access().host_network:
+        _refuse_the_host_network(client, payload.network_mode)
     return client.containers.create(
         payload.image,
         payload.command,
@@ -171,11 +181,53 @@ def _create(
         mem_limit=payload.memory_bytes,
         nano_cpus=payload.nano_cpus,
         network_mode=payload.network_mode,
+        privileged=payload.privileged,
+        cap_add=payload.cap_add or None,
+        devices=payload.devices or None,
         labels={
             LABEL_JOB: token.job_id,
             LABEL_ATTEMPT: str(token.attempt),
             LABEL_JOB_TYPE: JOB_TYPE,
         },
+    )
+
+
+def _refuse_the_host_network(client: docker.DockerClient, network_mode: str) -> None:
+    """Raise PermanentError when ``network_mode`` comes down to the host's network.
+
+    The payload refuses ``host`` by name; the same network can also be named by its id,
+    or shared through ``container:<id>`` of a container on it, which only the engine
+    knows. What the engine cannot find is left to it to refuse.
+    """
+    mode, path = network_mode, []
+    for _ in range(MAX_CONTAINER_HOPS):
+        if mode in OWN_NETWORK_MODES:
+            return
+        if mode == "host":
+            break
+        if mode.startswith("container:"):
+            reference = mode.partition(":")[2]
+            try:
+                other = client.containers.get(reference)
+            except docker.errors.NotFound:
+                return
+            path.append(f"container {reference} is on {other.attrs['HostConfig']['NetworkMode']!r}")
+            mode = other.attrs["HostConfig"]["NetworkMode"]
+            continue
+        try:
+            network = client.networks.get(mode)
+        except docker.errors.NotFound:
+            return
+        if network.attrs.get("Driver") != "host":
+            return
+        path.append(f"network {mode!r} is the host's (driver 'host')")
+        break
+    else:
+        return  # a longer chain of containers than anyone builds: the engine decides
+    raise PermanentError(
+        f"network_mode {network_mode!r} shares the worker machine's network"
+        f"{' (' + '; '.join(path) + ')' if path else ''}; it is refused unless the "
+        f"worker's operator sets {HOST_NETWORK_SETTING}=true"
     )
 
 

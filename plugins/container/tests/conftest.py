@@ -16,7 +16,7 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -24,6 +24,7 @@ from typing import NoReturn
 import docker
 import docker.errors
 import pytest
+from orchestrator_container import host_access
 from orchestrator_container.runner import LABEL_JOB
 
 from orchestrator_core import JobType
@@ -176,3 +177,28 @@ def job_id(engine: Engine) -> Iterator[str]:
     for container in leftovers:
         container.remove(force=True)
     assert leftovers == [], f"containers of job {job_id} were not removed: {leftovers}"
+
+
+Allow = Callable[..., None]
+"""Sets the host-access settings for the rest of the test: ``allow(host_network=True)``."""
+
+
+@pytest.fixture(autouse=True)
+def allow(monkeypatch: pytest.MonkeyPatch) -> Iterator[Allow]:
+    """Every test starts with the settings' defaults (nothing of the host allowed), whatever
+    the machine's environment says; ``allow(...)`` changes them as the variables would."""
+    variables = {
+        "host_network": host_access.HOST_NETWORK_SETTING,
+        "privileged": host_access.PRIVILEGED_SETTING,
+    }
+    for name in variables.values():
+        monkeypatch.delenv(name, raising=False)
+    host_access.host_access.cache_clear()
+
+    def set_allowed(**allowed: bool) -> None:
+        for key, value in allowed.items():
+            monkeypatch.setenv(variables[key], str(value).lower())
+        host_access.host_access.cache_clear()
+
+    yield set_allowed
+    host_access.host_access.cache_clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ def test_defaults_run_offline_with_no_limits_and_never_pull() -> None:
     assert (payload.memory, payload.memory_bytes) == (None, None)
     assert (payload.cpus, payload.nano_cpus) == (None, None)
     assert payload.network_mode == "none"
+    assert (payload.privileged, payload.cap_add, payload.devices) == (False, [], [])
     assert payload.timeout is None
     assert payload.stop_grace == 5
     assert payload.tail_lines == 100
@@ -76,6 +78,11 @@ def test_cpus_map_to_nano_cpus() -> None:
         {"image": "x", "env": {"A": "nul\x00"}},
         {"image": "x", "env": {"A": 1}},
         {"image": "x", "network_mode": ""},
+        {"image": "x", "cap_add": ["NET ADMIN"]},
+        {"image": "x", "cap_add": "NET_ADMIN"},
+        {"image": "x", "devices": ["dev/fuse"]},
+        {"image": "x", "devices": ["/dev/sda:/dev/xvda:rwx"]},
+        {"image": "x", "devices": ["/dev/sda:relative"]},
     ],
 )
 def test_bad_payloads_are_rejected(data: dict[str, Any]) -> None:
@@ -98,6 +105,9 @@ def test_every_field_is_described_in_the_schema() -> None:
         "memory",
         "cpus",
         "network_mode",
+        "privileged",
+        "cap_add",
+        "devices",
         "timeout",
         "stop_grace",
         "tail_lines",
@@ -105,3 +115,63 @@ def test_every_field_is_described_in_the_schema() -> None:
     }
     for name, schema in properties.items():
         assert schema.get("description"), name
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (
+            {"network_mode": "host"},
+            "network_mode",
+            "ORCHESTRATOR_CONTAINER_ALLOW_HOST_NETWORK=true",
+        ),
+        ({"privileged": True}, "privileged", "ORCHESTRATOR_CONTAINER_ALLOW_PRIVILEGED=true"),
+        ({"cap_add": ["sys_admin"]}, "cap_add", "adding capabilities (SYS_ADMIN)"),
+        ({"devices": ["/dev/mem"]}, "devices", "the machine's devices"),
+    ],
+    ids=["host-network", "privileged", "capabilities", "devices"],
+)
+def test_what_the_settings_do_not_allow_is_refused_naming_the_setting(
+    data: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ContainerRunPayload.model_validate({"image": "x", **data})
+
+    [error] = caught.value.errors()
+    assert error["loc"] == (field,)
+    assert message in error["msg"]
+    assert "refused unless the worker's operator sets ORCHESTRATOR_CONTAINER_ALLOW_" in error["msg"]
+
+
+def test_the_host_network_setting_allows_host_mode_only(allow: Callable[..., None]) -> None:
+    allow(host_network=True)
+
+    assert ContainerRunPayload(image="x", network_mode="host").network_mode == "host"
+    with pytest.raises(ValidationError, match="ALLOW_PRIVILEGED"):
+        ContainerRunPayload.model_validate({"image": "x", "privileged": True})
+
+
+def test_the_privileged_setting_allows_privileged_capabilities_and_devices(
+    allow: Callable[..., None],
+) -> None:
+    allow(privileged=True)
+
+    payload = ContainerRunPayload.model_validate(
+        {
+            "image": "x",
+            "privileged": True,
+            "cap_add": ["net_admin", "CAP_SYS_PTRACE"],
+            "devices": ["/dev/fuse", "/dev/sda:/dev/xvda:rw"],
+        }
+    )
+
+    assert payload.privileged is True
+    assert payload.cap_add == ["NET_ADMIN", "SYS_PTRACE"]
+    assert payload.devices == ["/dev/fuse", "/dev/sda:/dev/xvda:rw"]
+    with pytest.raises(ValidationError, match="ALLOW_HOST_NETWORK"):
+        ContainerRunPayload(image="x", network_mode="host")
+
+
+def test_other_network_modes_need_no_setting() -> None:
+    for mode in ("none", "bridge", "my-network", "container:abc123"):
+        assert ContainerRunPayload(image="x", network_mode=mode).network_mode == mode

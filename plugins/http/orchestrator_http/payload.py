@@ -6,7 +6,15 @@ import re
 from typing import Annotated, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -40,6 +48,12 @@ class RequestPayload(BaseModel):
         default={},
         description="Request headers (printable ASCII values); they replace httpx's defaults "
         "of the same name.",
+    )
+    secret_headers: dict[str, SecretStr] = Field(
+        default={},
+        description="Request headers whose values are secret (an Authorization token, an "
+        "API key): sent like headers, but never shown by the API, events or logs, and "
+        "encrypted at rest when a payload key is set. A name may not also be in headers.",
     )
     # Named json_body because a field called ``json`` would shadow BaseModel.json.
     json_body: JsonValue = Field(
@@ -106,16 +120,15 @@ class RequestPayload(BaseModel):
     @field_validator("headers")
     @classmethod
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        checked = {}
-        for name, raw in value.items():
-            _check_header_name(name)
-            if not _HEADER_VALUE.fullmatch(raw):
-                raise ValueError(
-                    f"header {name!r} has a value with a non-ASCII or control character"
-                )
-            # HTTP ignores whitespace around a value, and h11 refuses to send it.
-            checked[name] = raw.strip(" \t")
-        return checked
+        return {name: _header_value(name, raw) for name, raw in value.items()}
+
+    @field_validator("secret_headers")
+    @classmethod
+    def _check_secret_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return {
+            name: SecretStr(_header_value(name, secret.get_secret_value()))
+            for name, secret in value.items()
+        }
 
     @field_validator("result_headers")
     @classmethod
@@ -129,6 +142,26 @@ class RequestPayload(BaseModel):
         if self.json_body is not None and self.text is not None:
             raise ValueError("give the body as either json or text, not both")
         return self
+
+    @model_validator(mode="after")
+    def _each_header_once(self) -> RequestPayload:
+        plain = {name.lower() for name in self.headers}
+        both = sorted(name for name in self.secret_headers if name.lower() in plain)
+        if both:
+            raise ValueError(
+                f"header {both[0]!r} is in both headers and secret_headers; give it once"
+            )
+        return self
+
+
+def _header_value(name: str, raw: str) -> str:
+    """``raw`` as it is sent; the message names the header, never the value (it may be
+    a secret)."""
+    _check_header_name(name)
+    if not _HEADER_VALUE.fullmatch(raw):
+        raise ValueError(f"header {name!r} has a value with a non-ASCII or control character")
+    # HTTP ignores whitespace around a value, and h11 refuses to send it.
+    return raw.strip(" \t")
 
 
 def _check_header_name(name: str) -> None:

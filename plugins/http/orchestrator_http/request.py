@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import functools
 import json
 import math
-import ssl
 from typing import Any, NoReturn
 
 import httpx
 from pydantic import JsonValue
 
-from orchestrator_core import CancellationToken, PermanentError
+from orchestrator_core import AddressRefusedError, CancellationToken, PermanentError
 from orchestrator_http.errors import RequestError, ServerError, TryLaterError
+from orchestrator_http.outbound import outbound
 from orchestrator_http.payload import RequestPayload
 
 TRY_LATER = frozenset({408, 429})
@@ -42,8 +41,10 @@ async def http_request(payload: RequestPayload, token: CancellationToken) -> dic
 
     A status outside ``accept_status`` (default: any 2xx) fails the attempt: a 5xx is
     retried, any other status fails the job for good. Connection errors, timeouts and
-    protocol errors are retried. Cancelling the job aborts the request at once and
-    closes its connection.
+    protocol errors are retried. A host that resolves to a loopback, private, link-local
+    or otherwise internal address fails the job before anything connects, for the URL
+    and for every redirect, unless ``ORCHESTRATOR_HTTP_ALLOW_NETWORKS`` allows it.
+    Cancelling the job aborts the request at once and closes its connection.
     """
     exchange = asyncio.create_task(_exchange(payload))
     fired = asyncio.create_task(token.wait_async(math.inf))
@@ -83,6 +84,9 @@ async def _exchange(payload: RequestPayload) -> dict[str, Any]:
 
 async def _send(payload: RequestPayload, url: str) -> dict[str, Any]:
     headers = dict(payload.headers)
+    headers.update(
+        {name: value.get_secret_value() for name, value in payload.secret_headers.items()}
+    )
     content = None
     if payload.text is not None:
         content = payload.text.encode()
@@ -91,9 +95,11 @@ async def _send(payload: RequestPayload, url: str) -> dict[str, Any]:
     try:
         async with (
             httpx.AsyncClient(
-                verify=_ssl_context(),
+                transport=outbound().transport(),
                 timeout=payload.timeout,
                 follow_redirects=payload.follow_redirects,
+                # No proxies, no .netrc: the guard must see where each request goes.
+                trust_env=False,
             ) as client,
             client.stream(
                 payload.method,
@@ -104,6 +110,8 @@ async def _send(payload: RequestPayload, url: str) -> dict[str, Any]:
             ) as response,
         ):
             return await _result(payload, response, url)
+    except AddressRefusedError as exc:
+        raise PermanentError(f"{payload.method} {url} failed: {exc}") from exc
     except _PERMANENT as exc:
         raise PermanentError(f"{payload.method} {url} failed: {_describe(exc)}") from exc
     except httpx.TimeoutException as exc:
@@ -200,13 +208,6 @@ def _decode(data: bytes, encoding: str | None, *, final: bool) -> str:
         if isinstance(text, str):
             return text
     return data.decode("utf-8", errors="replace")
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """httpx's default context, built once: building one loads the CA bundle, which
-    takes tens of milliseconds on the event loop, for every job otherwise."""
-    return httpx.create_ssl_context()
 
 
 def _describe(exc: Exception) -> str:

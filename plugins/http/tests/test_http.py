@@ -516,6 +516,7 @@ def test_payload_defaults_and_normalisation(http: JobType) -> None:
         "method": "POST",
         "url": "https://example.com",
         "headers": {},
+        "secret_headers": {},
         "json": None,
         "text": None,
         "accept_status": None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 MAX_TIMEOUT = 86_400.0
 """The longest payload ``timeout``, in seconds (a day)."""
@@ -26,15 +26,25 @@ class ShellPayload(BaseModel):
             "The program and its arguments, run directly and never through a shell, so "
             "nothing in them is expanded. For shell syntax, ask for a shell explicitly: "
             '["sh", "-c", "make && make install"]. A program without a slash is looked '
-            "up in PATH (the one in env, if given); a relative path is relative to cwd."
+            "up in PATH (/usr/local/bin:/usr/bin:/bin unless env sets one); a relative "
+            "path is relative to cwd."
         ),
         examples=[["python3", "-c", "print('hi')"], ["sh", "-c", "ls -l | wc -l"]],
     )
     env: dict[str, str] = Field(
         default_factory=dict,
         description=(
-            "Environment variables added to the worker's environment, replacing those "
-            "of the same name."
+            "Environment variables of the command. It never sees the worker's own: it "
+            "starts with PATH=/usr/local/bin:/usr/bin:/bin, LANG=C.UTF-8, LC_ALL=C.UTF-8 "
+            "and HOME (a new empty directory), which these may replace."
+        ),
+    )
+    secret_env: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description=(
+            "Environment variables whose values are secret (tokens, passwords): given to "
+            "the command like env, but never shown by the API, events or logs, and "
+            "encrypted at rest when a payload key is set. A name may not also be in env."
         ),
     )
     cwd: str | None = Field(
@@ -94,11 +104,22 @@ class ShellPayload(BaseModel):
     @classmethod
     def _check_env(cls, env: dict[str, str]) -> dict[str, str]:
         for name, value in env.items():
-            if not name or "=" in name or "\0" in name:
-                raise ValueError(f"invalid variable name {name!r}: non-empty, without '=' or NUL")
-            if "\0" in value:
-                raise ValueError(f"the value of {name!r} must not contain a NUL character")
+            _check_variable(name, value)
         return env
+
+    @field_validator("secret_env")
+    @classmethod
+    def _check_secret_env(cls, env: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, value in env.items():
+            _check_variable(name, value.get_secret_value())
+        return env
+
+    @model_validator(mode="after")
+    def _each_variable_once(self) -> ShellPayload:
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(f"variable {both[0]!r} is in both env and secret_env; give it once")
+        return self
 
     @field_validator("cwd")
     @classmethod
@@ -106,3 +127,11 @@ class ShellPayload(BaseModel):
         if cwd is not None and (not cwd or "\0" in cwd):
             raise ValueError("cwd must be a non-empty path without NUL characters")
         return cwd
+
+
+def _check_variable(name: str, value: str) -> None:
+    """The message names the variable, never the value (it may be a secret)."""
+    if not name or "=" in name or "\0" in name:
+        raise ValueError(f"invalid variable name {name!r}: non-empty, without '=' or NUL")
+    if "\0" in value:
+        raise ValueError(f"the value of {name!r} must not contain a NUL character")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 from typing import TypedDict
 
 from orchestrator_core import CancellationToken, JobType, hookimpl
+from orchestrator_shell.environment import command_environment
 from orchestrator_shell.exceptions import CommandFailed
 from orchestrator_shell.payload import ShellPayload
 from orchestrator_shell.process import run_command
@@ -28,19 +29,24 @@ def run(payload: ShellPayload, token: CancellationToken) -> ShellResult:
     payload's timeout sends the group SIGTERM, then SIGKILL after kill_grace; when
     the command ends, any process it left in its group is killed. A non-zero exit
     fails the job with CommandFailed, a timeout with CommandTimeout; a missing
-    program or working directory fails it at once. One attempt: commands are not
-    assumed safe to repeat.
+    program or working directory fails it at once. One attempt, and a client cannot
+    ask for more: commands are not assumed safe to repeat.
+
+    The command never sees the worker's environment: it gets PATH
+    (/usr/local/bin:/usr/bin:/bin), LANG and LC_ALL (C.UTF-8), HOME (a new empty
+    directory, removed afterwards) and the payload's env and secret_env.
     """
-    done = run_command(
-        payload.argv,
-        token,
-        env={**os.environ, **payload.env},
-        cwd=payload.cwd,
-        stdin=None if payload.stdin is None else payload.stdin.encode("utf-8"),
-        timeout=payload.timeout,
-        tail_bytes=payload.tail_bytes,
-        kill_grace=payload.kill_grace,
-    )
+    with tempfile.TemporaryDirectory(prefix="shell.run-", ignore_cleanup_errors=True) as home:
+        done = run_command(
+            payload.argv,
+            token,
+            env=command_environment(payload, home=home),
+            cwd=payload.cwd,
+            stdin=None if payload.stdin is None else payload.stdin.encode("utf-8"),
+            timeout=payload.timeout,
+            tail_bytes=payload.tail_bytes,
+            kill_grace=payload.kill_grace,
+        )
     if done.returncode != 0:
         raise CommandFailed(
             payload.argv[0], returncode=done.returncode, stderr_tail=done.stderr.text()
@@ -58,6 +64,14 @@ def run(payload: ShellPayload, token: CancellationToken) -> ShellResult:
 def register_job_types() -> list[JobType]:
     """Register ``shell.run``."""
     return [
-        # Not idempotent in general, so one attempt; no timeout of its own (the payload has one).
-        JobType(name="shell.run", payload=ShellPayload, execute=run, max_attempts=1, timeout=None)
+        # Not idempotent in general, so one attempt, which a submission cannot raise; no
+        # timeout of its own (the payload has one).
+        JobType(
+            name="shell.run",
+            payload=ShellPayload,
+            execute=run,
+            max_attempts=1,
+            max_attempts_limit=1,
+            timeout=None,
+        )
     ]

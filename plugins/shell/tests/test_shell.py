@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator_shell import CommandFailed, CommandTimeout, plugin
+from orchestrator_shell import CommandFailed, CommandTimeout, ShellPayload, plugin
+from orchestrator_shell.environment import SAFE_PATH
 from pydantic import ValidationError
 
-from orchestrator_core import JobType, PermanentError, State
+from orchestrator_core import CancellationToken, JobType, PermanentError, State
 from orchestrator_core.testing import JobRunner, check_distribution
 
 PY = sys.executable
@@ -139,15 +140,71 @@ def test_output_is_decoded_as_utf8_without_a_half_character_at_the_cut(
     assert result["stdout"] == "é" * 49 + "\ufffd!"
 
 
-def test_env_is_added_to_the_workers_and_cwd_is_honoured(
+def test_env_is_given_and_cwd_is_honoured(
     job_runner: JobRunner, shell: JobType, tmp_path: Path
 ) -> None:
-    code = "import os; print(os.environ['SHELL_TEST_VAR'], 'PATH' in os.environ, os.getcwd())"
+    code = "import os; print(os.environ['SHELL_TEST_VAR'], os.environ['PATH'], os.getcwd())"
 
     run = job_runner.run(shell, py(code, env={"SHELL_TEST_VAR": "a value"}, cwd=str(tmp_path)))
 
     result = run.assert_completed()
-    assert result["stdout"] == f"a value True {tmp_path.resolve()}\n"
+    assert result["stdout"] == f"a value {SAFE_PATH} {tmp_path.resolve()}\n"
+
+
+def test_the_command_gets_a_minimal_environment_and_none_of_the_workers(
+    job_runner: JobRunner, shell: JobType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_API_KEYS", "worker-key-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "worker-cloud-secret")
+
+    result = job_runner.run(shell, {"argv": ["env"]}).assert_completed()
+
+    variables = dict(line.split("=", 1) for line in result["stdout"].splitlines())
+    assert set(variables) == {"PATH", "HOME", "LANG", "LC_ALL"}
+    assert variables["PATH"] == "/usr/local/bin:/usr/bin:/bin"
+    assert variables["LANG"] == variables["LC_ALL"] == "C.UTF-8"
+    assert "worker-" not in result["stdout"]
+
+
+def test_home_is_a_new_empty_directory_removed_afterwards(
+    job_runner: JobRunner, shell: JobType
+) -> None:
+    script = 'test -d "$HOME" && test -z "$(ls -A "$HOME")" && touch "$HOME/x" && echo "$HOME"'
+
+    first = job_runner.run(shell, {"argv": ["sh", "-c", script]}).assert_completed()
+    second = job_runner.run(shell, {"argv": ["sh", "-c", script]}).assert_completed()
+
+    homes = [Path(run["stdout"].strip()) for run in (first, second)]
+    assert homes[0] != homes[1]
+    assert Path.home() not in homes
+    assert not any(home.exists() for home in homes)
+
+
+def test_env_may_replace_the_defaults(job_runner: JobRunner, shell: JobType) -> None:
+    env = {"PATH": f"{Path(PY).parent}:/usr/bin:/bin", "LANG": "en_US.UTF-8", "HOME": "/tmp"}
+    code = "import os; print(os.environ['PATH'], os.environ['LANG'], os.environ['HOME'])"
+
+    run = job_runner.run(shell, {"argv": [Path(PY).name, "-c", code], "env": env})
+
+    assert run.assert_completed()["stdout"] == f"{env['PATH']} en_US.UTF-8 /tmp\n"
+
+
+def test_secret_env_reaches_the_command_but_not_the_shown_payload(tmp_path: Path) -> None:
+    # Straight to execute: the payload keeps the real values, as the worker's does.
+    payload = ShellPayload.model_validate(
+        {
+            "argv": ["sh", "-c", 'printf "%s %s" "$TOKEN" "$PLAIN"'],
+            "env": {"PLAIN": "visible"},
+            "secret_env": {"TOKEN": "s3cret"},
+        }
+    )
+
+    result = plugin.run(payload, CancellationToken("test-secret-env", 1))
+
+    assert result["stdout"] == "s3cret visible"
+    shown = payload.model_dump(mode="json")
+    assert shown["secret_env"] == {"TOKEN": "**********"}
+    assert "s3cret" not in payload.model_dump_json()
 
 
 def test_a_relative_program_is_found_from_cwd(
@@ -196,15 +253,12 @@ def test_a_non_zero_exit_is_a_failed_attempt_naming_the_code_and_stderr(
 
     run = job_runner.run(shell, data)
 
-    # shell.run has one attempt, so the failure is final though retryable: a client that
-    # asks for more attempts gets it retried.
+    # shell.run has one attempt (and a client may not ask for more), so the failure is
+    # final though the error itself is an ordinary, retryable one.
     error = run.assert_failed(error_type=CommandFailed, retryable=True)
     assert run.outcome.reason == "attempts exhausted: attempt failed"
     assert "'sh' exited with code 3" in error.message
     assert error.message.endswith("noise\nthe real problem")
-    retried = job_runner.run(shell, data, max_attempts=2)
-    retried.assert_retried(error_type=CommandFailed)
-    assert retried.outcome.reason == "attempt failed"
 
 
 def test_a_command_ended_by_a_signal_names_the_signal(
@@ -362,6 +416,10 @@ def test_no_process_of_the_group_outlives_the_job(
         {"argv": ["ls"], "env": {"A=B": "x"}},
         {"argv": ["ls"], "env": {"": "x"}},
         {"argv": ["ls"], "env": {"A": 1}},
+        {"argv": ["ls"], "secret_env": {"A=B": "x"}},
+        {"argv": ["ls"], "secret_env": {"A": "nul\0"}},
+        {"argv": ["ls"], "secret_env": {"A": 1}},
+        {"argv": ["ls"], "env": {"A": "x"}, "secret_env": {"A": "y"}},
         {"argv": ["ls"], "cwd": ""},
         {"argv": ["ls"], "timeout": 0},
         {"argv": ["ls"], "timeout": 86_401},
@@ -379,13 +437,23 @@ def test_payload_validation_rejects_bad_input(
         job_runner.run(shell, data)
 
 
+def test_bad_secret_env_is_refused_without_showing_the_value() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ShellPayload.model_validate({"argv": ["ls"], "secret_env": {"TOKEN": "s3cret\0"}})
+    [error] = caught.value.errors(include_url=False, include_input=False, include_context=False)
+    assert error["msg"] == "Value error, the value of 'TOKEN' must not contain a NUL character"
+    assert "s3cret" not in str(error)
+
+
 def test_the_job_type_and_its_schema(shell: JobType) -> None:
     assert (shell.name, shell.max_attempts, shell.timeout) == ("shell.run", 1, None)
+    assert shell.max_attempts_limit == 1
     assert shell.description == inspect.getdoc(shell.execute)
     properties = shell.payload_schema()["properties"]
     assert set(properties) == {
         "argv",
         "env",
+        "secret_env",
         "cwd",
         "timeout",
         "tail_bytes",
