@@ -69,7 +69,7 @@ def perform(
     try:
         model = job_type.validate_payload(payload)
     except ValidationError as exc:
-        return failed("PayloadInvalid", str(exc))
+        return failed("PayloadInvalid", validation_message(exc))
     with watch if watch is not None else nullcontext():
         outcome = classify(job_type, model, token)
     return check_result(outcome)
@@ -131,6 +131,15 @@ def check_result(outcome: Outcome) -> Outcome:
     except SerializationError as exc:
         return failed("ResultNotSerializable", str(exc))
     return outcome
+
+
+def validation_message(exc: ValidationError) -> str:
+    """``exc`` as pydantic words it, without the input values: the job document shows the
+    message, and the input may be a secret field's real value."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    lines = [f"{exc.error_count()} validation error(s) for {exc.title}"]
+    lines += [f"{'.'.join(map(str, e['loc'])) or '(payload)'}: {e['msg']}" for e in errors]
+    return "\n".join(lines)
 
 
 def error_info(exc: BaseException, *, retryable: bool) -> ErrorInfo:

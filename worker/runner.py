@@ -10,17 +10,21 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from orchestrator_core import JobType, Plugins, State
 from orchestrator_core.attempt import Outcome, escalated, failed, perform, settle
 from orchestrator_core.exceptions import (
     CorruptJobError,
     JobNotFoundError,
+    SealedPayloadError,
     StaleLeaseError,
     StoreUnavailableError,
     UnknownJobTypeError,
 )
-from orchestrator_core.store import JobStore
+from orchestrator_core.sealing import Sealer
+from orchestrator_core.store import JobStore, StartResult
 from worker.supervisor import RunningAttempt, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -40,9 +44,12 @@ class Runner:
         worker_name: str,
         lease_seconds: float,
         grace_seconds: float,
+        sealer: Sealer | None = None,
     ) -> None:
         self.store = store
         self.plugins = plugins
+        self.sealer = sealer if sealer is not None else Sealer()
+        """Opens the sealed payloads of types with secret fields."""
         self.worker_name = worker_name
         self.grace_seconds = grace_seconds
         self.lease_seconds = lease_seconds
@@ -76,13 +83,27 @@ class Runner:
             )
             return
         current.timeout = job_type.timeout
-        outcome = perform(
-            job_type, job.payload, current.token, watch=self.supervisor.watching(current)
-        )
+        try:
+            payload = self._payload(start, job_type)
+        except SealedPayloadError as exc:
+            # Never execute with the masked values: no retry opens it without the key.
+            self._store_outcome(current, job_type, failed(type(exc).__name__, str(exc)))
+            return
+        outcome = perform(job_type, payload, current.token, watch=self.supervisor.watching(current))
         if not current.finish():
             _wait_for_exit()  # the supervisor is storing the escalated outcome and ending us
         self.supervisor.flush_progress(current)
         self._store_outcome(current, job_type, outcome)
+
+    def _payload(self, start: StartResult, job_type: JobType) -> Mapping[str, Any]:
+        """What ``execute``'s payload is validated from: the stored payload, or for a
+        type with secret fields its sealed copy, which holds their real values.
+
+        :raises SealedPayloadError: the sealed copy is missing or cannot be opened here.
+        """
+        if not job_type.has_secrets:
+            return start.job.payload
+        return self.sealer.unseal(start.sealed, job_id=start.job.id)
 
     def _escalate(self, attempt: RunningAttempt) -> None:
         """``execute`` ignored its fired token past the grace: store the outcome, stop it."""

@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass
 
 from orchestrator_core import Plugins, Settings
+from orchestrator_core.sealing import Sealer
 from orchestrator_core.store import JobStore
 from worker.listener import CancelListener
 from worker.runner import Runner
@@ -43,6 +44,7 @@ def _build(settings: Settings, plugins: Plugins) -> Runtime:
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
         lease_seconds=settings.lease_seconds,
         grace_seconds=settings.cancel_grace_seconds,
+        sealer=Sealer.from_settings(settings),
     )
     listener = CancelListener(
         store.redis, store.keys.cancel_channel, on_cancel=runner.supervisor.cancel

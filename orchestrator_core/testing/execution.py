@@ -45,7 +45,8 @@ def run_job(
     The payload goes the way a submitted one does: validated against the type's model
     (as the API does, so an invalid one raises), stored as JSON and validated again
     (as the worker does; a payload that does not survive that ends ``FAILED`` with
-    ``"PayloadInvalid"``). ``execute`` then runs in a thread with a real
+    ``"PayloadInvalid"``); secret fields (``SecretStr``) keep their real values, as
+    the worker's sealed copy does. ``execute`` then runs in a thread with a real
     :class:`~orchestrator_core.CancellationToken`, and its outcome is classified
     exactly as the worker classifies it.
 
@@ -112,8 +113,9 @@ def start_job(
     elif timeout != job_type.timeout:
         # So the Timeout error names the limit that actually applied.
         job_type = replace(job_type, timeout=timeout)
-    # Validated as the API validates a submission, and stored as its JSON.
-    stored = job_type.dump_payload(job_type.validate_payload(payload))
+    # Validated as the API validates a submission, and as the worker gets it back: its
+    # JSON, secret fields with their real values (a worker opens their sealed copy).
+    stored = job_type.reveal_payload(job_type.validate_payload(payload))
     deadlines = sorted(
         (seconds, reason)
         for seconds, reason in ((cancel_after, "cancelled"), (timeout, "timeout"))
