@@ -1,14 +1,16 @@
 """The sweep: publishes what the outbox and the retry schedule say is due, and lost jobs,
-and folds the metrics.
+folds the metrics, and deletes the finished jobs whose retention is over.
 
 Safe to run in any number of processes at once: each due entry is claimed atomically
-in Redis, and a message sent twice is dropped by the worker that receives it second.
+in Redis, and a message sent twice is dropped by the worker that receives it second;
+each expired job is deleted by one sweeper, in one atomic step.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 from orchestrator_core.dispatch.publisher import Message, Publisher
 from orchestrator_core.exceptions import BrokerUnavailableError, StoreUnavailableError
@@ -17,9 +19,26 @@ from orchestrator_core.store import JobStore
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """What one sweep did."""
+
+    published: int
+    """Messages the broker confirmed."""
+    deleted: int
+    """Finished jobs deleted because their retention was over."""
+    more: bool
+    """A batch was full, so more may be due already: the next sweep starts at once."""
+
+
 class Sweeper:
     """Publishes due jobs: new ones whose publish was never confirmed, retries whose
-    backoff is over, and running ones whose lease expired (their worker is gone)."""
+    backoff is over, and running ones whose lease expired (their worker is gone); and
+    deletes finished jobs once their retention is over.
+
+    :param expiry_batch: the most jobs one sweep deletes (one atomic step in Redis, so
+        a short one: other clients wait while it runs).
+    """
 
     def __init__(
         self,
@@ -28,14 +47,16 @@ class Sweeper:
         *,
         batch: int = 100,
         visibility_seconds: float = 30.0,
+        expiry_batch: int = 500,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.batch = batch
         self.visibility_seconds = visibility_seconds
+        self.expiry_batch = expiry_batch
 
-    def sweep_once(self) -> int:
-        """Publish one batch of due jobs; returns how many messages were confirmed.
+    def sweep_once(self) -> Sweep:
+        """Publish one batch of due jobs, fold the metrics, delete one batch of expired jobs.
 
         A publish that fails leaves its claim to expire, so the job is tried again
         after the visibility window.
@@ -61,13 +82,17 @@ class Sweeper:
         # stay current (and the event stream's cap never passes an unfolded entry) even
         # when nobody scrapes.
         self.store.fold_metrics()
-        return len(sent)
+        expired = self.store.delete_expired(limit=self.expiry_batch)
+        if expired.deleted:
+            logger.info("sweep deleted %d finished jobs past their retention", expired.deleted)
+        self.store.adopt_finished()
+        return Sweep(len(sent), expired.deleted, len(sent) >= self.batch or expired.more)
 
     def run(self, stop: threading.Event, *, interval: float) -> None:
         """Sweep every ``interval`` seconds (at once again after a full batch) until ``stop``."""
         while not stop.is_set():
             try:
-                full = self.sweep_once() >= self.batch
+                full = self.sweep_once().more
             except (StoreUnavailableError, BrokerUnavailableError):
                 logger.warning("sweep failed; trying again in %.1f s", interval, exc_info=True)
                 full = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,8 +14,33 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from orchestrator_core.exceptions import StoreUnavailableError
+from orchestrator_core.exceptions import ConfigurationError, StoreUnavailableError
 from orchestrator_core.settings import Settings
+
+TLS_HINT = "ORCHESTRATOR_TLS_CA_FILE names the authorities trusted (unset: the system's)"
+"""Said with every TLS failure: an untrusted certificate is nearly always a missing CA."""
+
+
+def trusted_ca_file(settings: Settings) -> str | None:
+    """``settings.tls_ca_file`` once it is known to hold PEM certificates; None if unset.
+
+    Read here, at start, so a wrong path is a ConfigurationError naming the setting
+    rather than a TLS traceback at the first connection, which may come much later.
+
+    :raises ConfigurationError: the file is missing, unreadable or holds no certificate.
+    """
+    path = settings.tls_ca_file
+    if not path:  # an empty variable, as compose passes an unset one, means unset
+        return None
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; a NUL byte, ValueError
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        raise ConfigurationError(
+            f"ORCHESTRATOR_TLS_CA_FILE: cannot load certificate authorities from {path!r}: "
+            f"{reason}; it must name a PEM file of CA certificates"
+        ) from None
+    return path
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
@@ -23,7 +49,16 @@ def connect_redis(settings: Settings) -> redis.Redis:
     Commands are never retried by the client: a script whose reply was lost may have
     run, and only the caller knows whether repeating it is safe. Idle pooled
     connections are checked before use, so a Redis restart costs no failed command.
+    A ``rediss://`` URL verifies the server's certificate and host name against
+    ``tls_ca_file`` (else the system's authorities); every connection of the pool,
+    ThreadConnections' too, is made with these options.
+
+    :raises ConfigurationError: ``tls_ca_file`` is set and cannot be loaded.
     """
+    ca_file = trusted_ca_file(settings)
+    tls: dict[str, Any] = {}
+    if settings.redis_url.lower().startswith("rediss://"):
+        tls = {"ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": ca_file}
     return redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_socket_timeout,
@@ -33,6 +68,7 @@ def connect_redis(settings: Settings) -> redis.Redis:
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
         client_name=f"{settings.prefix}-orchestrator",
+        **tls,
     )
 
 
@@ -44,6 +80,10 @@ def redis_errors(action: str) -> Iterator[None]:
     except redis.TimeoutError as exc:
         raise StoreUnavailableError(f"Redis did not answer in time while {action}") from exc
     except redis.ConnectionError as exc:
+        if isinstance(exc.__cause__, ssl.SSLError):
+            raise StoreUnavailableError(
+                f"TLS with Redis failed while {action}: {exc.__cause__}; {TLS_HINT}"
+            ) from exc
         raise StoreUnavailableError(f"Redis is unreachable while {action}: {exc}") from exc
 
 

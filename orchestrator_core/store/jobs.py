@@ -22,6 +22,7 @@ from orchestrator_core.exceptions import (
     InvalidQueryError,
     JobNotFoundError,
     OrchestratorError,
+    StoreUnavailableError,
 )
 from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
 from orchestrator_core.models import ErrorInfo, Job, Progress
@@ -35,6 +36,7 @@ from orchestrator_core.store.replies import (
     CancelResult,
     Claim,
     Created,
+    Expired,
     LeaseStatus,
     Page,
     StartResult,
@@ -74,6 +76,9 @@ class JobStore:
     :param observer: told of every transition this store persists (the plugins'
         ``job_transitioned`` hook); it runs after the write and cannot undo it.
     :param job_types: the installed job types (see :meth:`list_jobs`).
+    :param retention_seconds: how long a job that finishes is kept before the sweep
+        deletes it (:meth:`delete_expired`); 0 keeps jobs for good.
+    :param retention_by_type: the job types whose own ``retention`` overrides it.
     """
 
     def __init__(
@@ -87,6 +92,8 @@ class JobStore:
         events_max_length: int = 100_000,
         observer: Observer | None = None,
         job_types: Iterable[str] = (),
+        retention_seconds: float = 7 * 24 * 3600.0,
+        retention_by_type: Mapping[str, float] | None = None,
     ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
@@ -98,7 +105,20 @@ class JobStore:
         self.idempotency_ms = _millis(idempotency_seconds)
         self.events_max_length = events_max_length
         self._observer = observer
-        self._call = StoreScript(client, self.keys, events_max_length=events_max_length)
+        retention_ms = _millis(retention_seconds)
+        by_type = {name: _millis(keep) for name, keep in (retention_by_type or {}).items()}
+        self._retains = retention_ms > 0 or any(keep > 0 for keep in by_type.values())
+        self._walked = False
+        """Set once the walk of :meth:`adopt_finished` is known to be over."""
+        self._call = StoreScript(
+            client,
+            self.keys,
+            events_max_length=events_max_length,
+            retention_ms=retention_ms,
+            retention_by_type={
+                name: keep for name, keep in by_type.items() if keep != retention_ms
+            },
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, plugins: Plugins | None = None) -> JobStore:
@@ -114,6 +134,8 @@ class JobStore:
             events_max_length=settings.events_max_length,
             observer=observer,
             job_types=plugins.job_types if plugins is not None else (),
+            retention_seconds=settings.retention_seconds,
+            retention_by_type=_retention_by_type(plugins),
         )
 
     # --- reading ------------------------------------------------------------------
@@ -417,7 +439,8 @@ class JobStore:
         }
         reply = self._call("start", job_id, "starting a job", args, target=State.RUNNING)
         job = self._moved(job_id, reply[3], int(reply[4]))
-        return StartResult(reply[1] == "started", reply[2], job)
+        sealed = reply[5] if len(reply) > 5 and reply[5] else None
+        return StartResult(reply[1] == "started", reply[2], job, sealed)
 
     def claim_due(self, *, limit: int = 100, visibility_seconds: float = 30.0) -> list[Claim]:
         """Claim the jobs the sweep must publish now (safe from many processes at once).
@@ -494,6 +517,49 @@ class JobStore:
             "progress", job_id, "recording progress", {"owner": owner}, progress.model_dump_json()
         )
 
+    def delete_expired(self, *, limit: int = 500) -> Expired:
+        """Delete up to ``limit`` finished jobs whose retention is over, each with every key
+        and index entry it owns (its hash, its listing index entries, its idempotency
+        record), in one atomic step: a reader sees a job whole or not at all.
+
+        The metrics counters are not decreased. Safe from any number of processes at
+        once: each job is deleted by one of them.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}, not {limit!r}")
+        reply = self._call("expire", "", "deleting expired jobs", {"limit": limit})
+        return Expired(deleted=int(reply[1]), more=int(reply[2]) >= limit)
+
+    def adopt_finished(self, *, limit: int = 2000) -> int:
+        """Give an expiry to the finished jobs that have none, a step of one walk of the job
+        hashes that all processes share; returns how many were given one.
+
+        Jobs that finished before retention existed (or while it was 0) would otherwise
+        be kept for good. The walk is done once per deployment; once this store knows
+        it is over, or when it keeps every job for good, this sends nothing.
+
+        :param limit: how many of Redis's SCAN slots one step looks at.
+        """
+        if self._walked or not self._retains:
+            return 0
+        reply = self._call("adopt", "", "walking finished jobs", {"limit": limit})
+        self._walked = reply[2] == 1
+        return int(reply[1])
+
+    def log_eviction_warning(self) -> None:
+        """Log :meth:`eviction_warning` as a WARNING when there is one, at start-up.
+
+        A Redis that does not answer is logged as a warning too, not raised: a process
+        must start while Redis is away, and it says so itself once Redis is needed.
+        """
+        try:
+            warning = self.eviction_warning()
+        except StoreUnavailableError as exc:
+            logger.warning("could not tell whether Redis evicts keys: %s", exc)
+            return
+        if warning is not None:
+            logger.warning("%s", warning)
+
     def eviction_warning(self) -> str | None:
         """A sentence saying that Redis may evict keys, or None when it never does.
 
@@ -551,6 +617,17 @@ def _only(results: list[Submitted | OrchestratorError]) -> Submitted:
     if isinstance(result, OrchestratorError):
         raise result
     return result
+
+
+def _retention_by_type(plugins: Plugins | None) -> dict[str, float]:
+    """The installed job types that set their own ``retention``, and its value."""
+    if plugins is None:
+        return {}
+    return {
+        name: registered.job_type.retention
+        for name, registered in plugins.job_types.items()
+        if registered.job_type.retention is not None
+    }
 
 
 def _millis(seconds: float) -> int:

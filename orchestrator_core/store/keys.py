@@ -62,6 +62,19 @@ class Keys:
         return f"{self.prefix}:dispatch"
 
     @property
+    def expiries(self) -> str:
+        """Sorted set of finished job ids scored by when the sweep deletes them (ms): their
+        ``finished_at`` plus the retention in effect when they finished."""
+        return f"{self.prefix}:expiries"
+
+    @property
+    def expiry_walk(self) -> str:
+        """Hash of the sweep's one walk over the job hashes (SCAN cursor, and ``done``),
+        which gives each job that finished without an expiry entry (under an earlier
+        layout, or with retention off) its entry."""
+        return f"{self.prefix}:expiries:walk"
+
+    @property
     def index_type_base(self) -> str:
         """Stem of the per-type indexes; ``<type>:<state>`` is appended (every state but
         RUNNING, whose jobs are those of the lease index)."""

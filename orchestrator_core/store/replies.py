@@ -53,6 +53,8 @@ class StartResult:
     """Why the message was dropped (``finished``, ``duplicate``, ``stale message``,
     ``attempts exhausted``); empty when started."""
     job: Job
+    sealed: str | None = None
+    """The sealed copy of the payload of a started job whose type has secret fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,15 @@ class Claim:
     job_id: str
     queue: str
     attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """What one step of :meth:`JobStore.delete_expired` did."""
+
+    deleted: int
+    more: bool
+    """The step took as many entries as it may: more may be due at once."""
 
 
 @dataclass(frozen=True, slots=True)

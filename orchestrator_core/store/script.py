@@ -23,7 +23,17 @@ from orchestrator_core.store.keys import Keys
 from orchestrator_core.store.replies import refusal
 from orchestrator_core.telemetry.metrics import HISTOGRAMS
 
-PARTS = ("prelude", "metrics", "submission", "reading", "dispatch", "attempts", "cancel", "main")
+PARTS = (
+    "prelude",
+    "metrics",
+    "submission",
+    "reading",
+    "dispatch",
+    "attempts",
+    "cancel",
+    "retention",
+    "main",
+)
 """The files of ``lua/`` in the order they make the script."""
 
 
@@ -73,11 +83,22 @@ def source() -> str:
 class StoreScript:
     """The store script registered on one client, called for one job (or none) at a time.
 
-    Every call passes the same ten keys and the same argument layout (see the top of
+    Every call passes the same twelve keys and the same argument layout (see the top of
     ``lua/prelude.lua``); only the operation, the job and its arguments change.
+
+    :param retention_ms: how long a job that finishes is kept (0: for good).
+    :param retention_by_type: the job types whose retention differs from it.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, events_max_length: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        events_max_length: int,
+        retention_ms: int = 0,
+        retention_by_type: Mapping[str, int] | None = None,
+    ) -> None:
         self.keys = keys
         self.events_max_length = events_max_length
         self._connections = ThreadConnections(client)
@@ -92,9 +113,16 @@ class StoreScript:
             keys.metrics,
             keys.job_types,
             keys.legacy_dispatch,
+            keys.expiries,
+            keys.expiry_walk,
         )
         self._stems = (keys.job_stem, keys.index_type_base, keys.cancel_channel)
         self._events_cap = str(events_max_length)
+        # Sent with every call, so that no operation that finishes a job can leave out
+        # its expiry: whichever process finishes it, the retention in effect there counts.
+        self._retention: dict[str, Any] = {"keep_ms": retention_ms}
+        if retention_by_type:
+            self._retention["keep_types"] = dict(retention_by_type)
 
     def __call__(
         self,
@@ -121,6 +149,7 @@ class StoreScript:
         """
         keys = self.keys
         small = {k: v for k, v in (args or {}).items() if v is not None}
+        small.update(self._retention)
         names = [keys.job(job_id), keys.history(job_id), *self._shared_keys]
         values = [op, job_id, *self._stems, json.dumps(small, separators=(",", ":")), blob]
         values.append(self._events_cap)

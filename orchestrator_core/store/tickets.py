@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator_core.models import HistoryEntry, Job, from_micros
+from orchestrator_core.sealing import Sealed
 from orchestrator_core.states import State
 from orchestrator_core.store.keys import Keys
 from orchestrator_core.store.records import to_json
@@ -31,6 +32,9 @@ class NewJob:
     """The broker queue (already prefixed); None takes the type's own."""
     job_id: str | None = None
     """An id of the caller's choosing, checked to be free; None makes a fresh one."""
+    sealed: Sealed | None = None
+    """For a type with secret fields, the sealed copy of the payload with their real
+    values (``payload`` holds them masked); stored as the hash field ``sealed``."""
 
     def __post_init__(self) -> None:
         attempts = self.max_attempts
@@ -80,6 +84,8 @@ def script_arguments(
             }
             if job.job_id is not None:
                 spec["check_id"] = True
+            if job.sealed is not None:
+                spec["sealed"] = job.sealed.text
             jobs.append(spec)
         entry: dict[str, Any] = {"jobs": jobs}
         if ticket.idempotency_key is not None:
@@ -125,6 +131,9 @@ def new_jobs(ticket: Ticket, blobs: Sequence[str], instants: Sequence[str]) -> t
 def fingerprint(jobs: Sequence[NewJob], blobs: Sequence[str]) -> str:
     """What tells a repeat of a request from another request under the same key."""
     parts = [
-        f"{job.job_type}\n{job.max_attempts}\n{blob}" for job, blob in zip(jobs, blobs, strict=True)
+        f"{job.job_type}\n{job.max_attempts}\n{blob}"
+        # The masked payload is the same whatever the secrets; their digest tells them apart.
+        + (f"\n{job.sealed.digest}" if job.sealed is not None else "")
+        for job, blob in zip(jobs, blobs, strict=True)
     ]
     return hashlib.sha256("\n\n".join(parts).encode()).hexdigest()

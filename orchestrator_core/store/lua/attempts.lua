@@ -28,7 +28,7 @@ function ops.start(job)
         return {'ok', 'drop', 'attempts exhausted', document_of(job)[2], moves + 1}
     end
     move(job, S.RUNNING, nil, {}, lease)
-    return {'ok', 'started', '', document_of(job)[2], moves + 1}
+    return {'ok', 'started', '', document_of(job)[2], moves + 1, job.sealed or ''}
 end
 
 function ops.transition(job)

@@ -9,10 +9,14 @@
 -- attempt is due, ms), KEYS[6] outbox (new job ids by when the sweep publishes them
 -- unless their first message is confirmed first, ms), KEYS[7] event stream, KEYS[8]
 -- metrics hash, KEYS[9] set of job types seen, KEYS[10] the one schedule of outbox and
--- retries of an earlier layout (drained by the sweep).
+-- retries of an earlier layout (drained by the sweep), KEYS[11] expiries (finished job
+-- ids by when they are deleted, ms), KEYS[12] the state of the walk that gives finished
+-- jobs without an expiry entry one (retention.lua).
 -- ARGV[1] operation, ARGV[2] job id, ARGV[3] stem of job keys, ARGV[4] stem of the
 -- per-type indexes, ARGV[5] cancel channel, ARGV[6] JSON object of small arguments,
 -- ARGV[7] a JSON document (payload, result or progress), ARGV[8] the event stream's cap.
+-- Every call's small arguments carry the retention in effect (ms; 0 keeps): keep_ms,
+-- and keep_types for the job types whose own retention differs.
 --
 -- Replies: {"ok", ...} or {"err", code, ...}; the Python side maps codes to exceptions.
 --
@@ -35,7 +39,7 @@ local FOLD_FIRST = 10000
 local job_key, legacy_history_key, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local lease_key, retry_key, outbox_key = KEYS[4], KEYS[5], KEYS[6]
 local events_key, metrics_key, types_key = KEYS[7], KEYS[8], KEYS[9]
-local legacy_dispatch_key = KEYS[10]
+local legacy_dispatch_key, expiry_key, expiry_walk_key = KEYS[10], KEYS[11], KEYS[12]
 local op, id, job_stem, type_base, cancel_channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local args = cjson.decode(ARGV[6])
 local blob = ARGV[7]
@@ -108,10 +112,17 @@ local function job_at(key, history_key)
     return job
 end
 
+-- How long (ms) a job of `job_type` that finishes now is kept; 0 keeps it for good.
+local function retention_of(job_type)
+    local by_type = args.keep_types
+    return tonumber(by_type and by_type[job_type] or args.keep_ms) or 0
+end
+
+-- The sealed payload (secret fields in clear, or encrypted) is for the worker's start only.
 local function document_of(job)
     local copy = {}
     for name, value in pairs(job) do
-        if name ~= 'legacy_history' then copy[name] = value end
+        if name ~= 'legacy_history' and name ~= 'sealed' then copy[name] = value end
     end
     return {'ok', flatten(copy)}
 end
@@ -195,6 +206,11 @@ local function move(job, target, reason, writes, lease)
     if target == S.RETRYING then
         -- Every retrying job is on the schedule, so none can wait forever.
         redis.call('ZADD', retry_key, at_ms + (args.retry_ms or 0), id)
+    end
+    if TERMINAL[target] then
+        -- The sweep deletes the job once its retention after finished_at is over.
+        local keep = retention_of(job.type)
+        if keep > 0 then redis.call('ZADD', expiry_key, at_ms + keep, id) end
     end
     return at_ms
 end

@@ -16,6 +16,7 @@ local function new_job(spec, payload)
         cancel_requested = '0', created_us = at, updated_us = at, seq = tostring(seq),
         idem = spec.idem or '', created_event = event, transitions = '1',
         history = '[' .. cjson.encode({state = S.CREATED, at = at, attempt = 0}) .. ']',
+        sealed = spec.sealed,  -- the payload with its secrets, for the worker only
     }
     redis.call('HSET', key, unpack(flatten(job)))
     redis.call('ZADD', type_base .. spec.type .. ':' .. S.CREATED, seq, spec.id)
@@ -31,7 +32,7 @@ local function recorded_jobs(idem)
     return nil, nil
 end
 
--- args.tickets: {idem?, fingerprint?, jobs = {{id, type, queue, max_attempts, check_id?}}};
+-- args.tickets: {idem?, fingerprint?, jobs = {{id, type, queue, max_attempts, check_id?, sealed?}}};
 -- the payloads follow ARGV[8], one per job in ticket order. One reply per ticket:
 -- {'created', instants} (each new job's creation), {'existing', documents} (a repeat
 -- of an idempotent request) or {'err', code, ...}.
