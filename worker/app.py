@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TypeGuard
 
 from celery import Celery
 from celery.exceptions import Reject
@@ -12,6 +11,8 @@ from celery.exceptions import Reject
 from orchestrator_core import Plugins, Settings
 from orchestrator_core.dispatch.broker import TASK_NAME, make_celery
 from orchestrator_core.exceptions import StoreUnavailableError
+from worker.acknowledger import acknowledger_step
+from worker.message import job_message
 from worker.runtime import runtime
 
 logger = logging.getLogger(__name__)
@@ -23,13 +24,16 @@ REQUEUE_PAUSE_SECONDS = 1.0
 def create_app(settings: Settings, plugins: Plugins) -> Celery:
     """The Celery app of a worker that runs the given plugins' job types."""
     app = make_celery(settings, "orchestrator-worker")
+    if settings.early_ack_seconds > 0:
+        app.steps["consumer"].add(acknowledger_step(settings))
 
     @app.task(name=TASK_NAME, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def run_job(
         job_id: object = None, attempt: object = 1, *args: object, **kwargs: object
     ) -> None:
         """Run one attempt of a job; the message carries ids only, the job lives in Redis."""
-        if args or kwargs or not isinstance(job_id, str) or not _is_attempt(attempt):
+        message = job_message((job_id, attempt, *args))
+        if kwargs or message is None:
             # Not a message we sent: never crash, never run anything, leave a trace.
             logger.error(
                 "dropping malformed job message: args=%r kwargs=%r",
@@ -38,7 +42,7 @@ def create_app(settings: Settings, plugins: Plugins) -> Celery:
             )
             return
         try:
-            runtime(settings, plugins).runner.run(job_id, attempt)
+            runtime(settings, plugins).runner.run(*message)
         except StoreUnavailableError as exc:
             # Nothing was started: give the message back rather than ack it and strand
             # the job. The pause keeps a Redis outage from becoming a redelivery storm.
@@ -47,7 +51,3 @@ def create_app(settings: Settings, plugins: Plugins) -> Celery:
             raise Reject(str(exc), requeue=True) from exc
 
     return app
-
-
-def _is_attempt(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

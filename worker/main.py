@@ -12,6 +12,7 @@ from orchestrator_core import Settings, UnknownJobTypeError, load_plugins
 from orchestrator_core.dispatch.broker import dead_letter_queue, job_queue, queue_name
 from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.dispatch.sweeper import Sweeper
+from orchestrator_core.sealing import Sealer
 from orchestrator_core.store import JobStore
 from orchestrator_core.store.connection import connect_redis
 from orchestrator_core.store.keys import Keys
@@ -33,7 +34,10 @@ def run_worker(
 
     :param types: job-type names to serve (default: every installed type).
     :raises UnknownJobTypeError: a name in ``types`` is not installed here.
+    :raises ConfigurationError: a setting is malformed (a payload key, say).
     """
+    # Here, not in the pool's processes, which build theirs with the first message.
+    Sealer.from_settings(settings)
     plugins = load_plugins(allow=settings.plugins)
     names = list(plugins.job_types) if not types else list(types)
     served = [plugins.get(name).job_type for name in names]
@@ -47,8 +51,12 @@ def run_worker(
         dead_letter_queue(keys)(connection.default_channel).declare()
 
     stop = threading.Event()
+    # With the plugins: the sweep's walk gives jobs that ended without an expiry their
+    # type's retention.
+    store = JobStore.from_settings(settings, plugins=plugins)
+    store.log_eviction_warning()
     sweeper = Sweeper(
-        JobStore.from_settings(settings),
+        store,
         Publisher.from_settings(settings),
         visibility_seconds=settings.lease_seconds,
     )

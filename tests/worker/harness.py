@@ -58,10 +58,12 @@ class Workers:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
         env.update(
             ORCHESTRATOR_PREFIX=self.settings.prefix,
+            ORCHESTRATOR_BROKER_URL=self.settings.broker_url,
             ORCHESTRATOR_PLUGINS=",".join(ALLOWED),
             ORCHESTRATOR_LEASE_SECONDS=str(self.settings.lease_seconds),
             ORCHESTRATOR_CANCEL_GRACE_SECONDS=str(self.settings.cancel_grace_seconds),
             ORCHESTRATOR_SWEEP_INTERVAL_SECONDS=str(self.settings.sweep_interval_seconds),
+            ORCHESTRATOR_EARLY_ACK_SECONDS=str(self.settings.early_ack_seconds),
             PYTHONPATH=os.pathsep.join([str(FIXTURES), env.get("PYTHONPATH", "")]).rstrip(
                 os.pathsep
             ),
