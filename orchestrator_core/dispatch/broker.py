@@ -6,13 +6,15 @@ the payload stays in Redis. ``publisher.py`` sends them; the worker consumes the
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu import Connection, Exchange, Queue
 
 from orchestrator_core.job_type import JobType
 from orchestrator_core.settings import Settings
+from orchestrator_core.store.connection import trusted_ca_file
 from orchestrator_core.store.keys import Keys
 
 TASK_NAME = "orchestrator.run_job"
@@ -24,10 +26,38 @@ PERSISTENT = 2
 """AMQP delivery mode of a message the broker writes to disk."""
 
 
+def broker_ssl(settings: Settings) -> dict[str, Any] | None:
+    """TLS options for an ``amqps://`` broker URL; None for a plain one.
+
+    Given no options, py-amqp checks the certificate's chain but not its host name; here
+    the chain is verified against ``tls_ca_file`` (else the system's authorities) and
+    the name against the URL's host (kombu fills in ``server_hostname``, and connects to
+    ``localhost`` as 127.0.0.1, so a local certificate names both). A fresh dict each
+    call: kombu writes the host name into the one it is given.
+
+    :raises ConfigurationError: ``tls_ca_file`` is set and cannot be loaded.
+    """
+    ca_file = trusted_ca_file(settings)
+    if not settings.broker_url.lower().startswith("amqps://"):
+        return None
+    return {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": ca_file, "server_hostname": None}
+
+
+def broker_connection(settings: Settings, **options: Any) -> Connection:
+    """A kombu connection to ``settings.broker_url`` with its TLS options, for code that
+    talks to the broker outside a Celery app (the readiness probe)."""
+    return Connection(settings.broker_url, ssl=broker_ssl(settings) or False, **options)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings for no loss: confirmed persistent messages and late acks."""
+    """Celery settings for no loss: confirmed persistent messages and late acks.
+
+    :raises ConfigurationError: ``tls_ca_file`` is set and cannot be loaded.
+    """
     return {
         "broker_url": settings.broker_url,
+        # Every connection of the app, the publisher's included, is made with these.
+        "broker_use_ssl": broker_ssl(settings) or False,
         "broker_connection_timeout": settings.publish_timeout_seconds,
         "broker_connection_retry_on_startup": True,
         "broker_heartbeat": AMQP_HEARTBEAT_SECONDS,
