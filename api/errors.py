@@ -23,6 +23,7 @@ from orchestrator_core.exceptions import (
     JobNotFoundError,
     OrchestratorError,
     StoreUnavailableError,
+    TooManyStreamsError,
     UnknownJobTypeError,
 )
 
@@ -61,6 +62,12 @@ async def _orchestrator_error(request: Request, exc: Exception) -> JSONResponse:
         return _response(status.HTTP_409_CONFLICT, str(exc))
     if isinstance(exc, BodyTooLargeError):
         return _response(status.HTTP_413_CONTENT_TOO_LARGE, str(exc))
+    if isinstance(exc, TooManyStreamsError):
+        return _response(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(exc),
+            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, StoreUnavailableError | BrokerUnavailableError):
         service = "Redis" if isinstance(exc, StoreUnavailableError) else "the broker"
         logger.error(

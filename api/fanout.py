@@ -7,6 +7,12 @@ connection, not a thousand. The same thread reads, in one round trip a few times
 second, the progress of the jobs whose streams asked for it (progress is not a
 transition, so it is not in the stream).
 
+Each API key (or, with no keys, each client address) may hold ``max_streams_per_owner``
+streams at once, and the process ``max_streams``: past either cap a new stream is
+refused with :class:`TooManyStreamsError`, so one client cannot take every stream (and
+the memory of their queues). A stream's slot is freed when its subscription goes, however
+it ends: finished, disconnected, too slow, or closed by the server stopping.
+
 A subscription whose queue fills up is ended: its client is too slow to keep up (or
 stopped reading), and it resumes with ``Last-Event-ID`` once it reconnects, which loses
 it nothing and keeps this process's memory bounded.
@@ -28,7 +34,7 @@ from typing import Final
 
 from fastapi.concurrency import run_in_threadpool
 
-from orchestrator_core.exceptions import StoreUnavailableError
+from orchestrator_core.exceptions import StoreUnavailableError, TooManyStreamsError
 from orchestrator_core.telemetry.events import Event, EventFilter, EventLog, RunningStatus
 
 logger = logging.getLogger(__name__)
@@ -56,12 +62,21 @@ class Subscription:
     """The events one open stream receives, oldest first, and why it ended if it did."""
 
     def __init__(
-        self, *, capacity: int, wants: EventFilter | None, job_id: str | None, progress: bool
+        self,
+        *,
+        capacity: int,
+        wants: EventFilter | None,
+        job_id: str | None,
+        progress: bool,
+        owner: str = "",
     ) -> None:
         self.capacity = capacity
         self.wants = wants
         self.job_id = job_id
         self.progress = progress
+        self.owner = owner
+        """Whose stream cap it counts against: an API key's name, or a client address."""
+        self.holds_slot = False
         self.ended: End | None = None
         self.gone = asyncio.Event()
         """Set when the subscription ends, for a response stuck sending to a slow client."""
@@ -110,6 +125,9 @@ class FanOut:
     :param keepalive_seconds: how long an open stream stays silent before a comment line.
     :param progress_seconds: how often the progress of followed running jobs is read.
     :param batch: entries read at a time; a subscription holds several batches.
+    :param max_streams: subscriptions this process holds at once.
+    :param max_streams_per_owner: subscriptions one owner (an API key, or a client
+        address) holds at once.
     """
 
     def __init__(
@@ -121,8 +139,14 @@ class FanOut:
         keepalive_seconds: float = 15.0,
         progress_seconds: float = 0.25,
         batch: int = 200,
+        max_streams: int = 512,
+        max_streams_per_owner: int = 16,
     ) -> None:
         self.log = log
+        self.max_streams = max_streams
+        self.max_streams_per_owner = max_streams_per_owner
+        self._slots: dict[str, int] = {}
+        self._slots_taken = 0
         self.block_ms = block_ms
         self.capacity = capacity
         self.keepalive_seconds = keepalive_seconds
@@ -140,9 +164,16 @@ class FanOut:
         self._stop = threading.Event()
 
     @classmethod
-    def for_socket_timeout(cls, log: EventLog, socket_timeout: float) -> FanOut:
+    def for_socket_timeout(
+        cls, log: EventLog, socket_timeout: float, *, max_streams: int, max_streams_per_owner: int
+    ) -> FanOut:
         """A fan-out whose reads block for a quarter of ``socket_timeout``, 1 s at most."""
-        return cls(log, block_ms=max(50, min(1000, int(socket_timeout * 1000 / 4))))
+        return cls(
+            log,
+            block_ms=max(50, min(1000, int(socket_timeout * 1000 / 4))),
+            max_streams=max_streams,
+            max_streams_per_owner=max_streams_per_owner,
+        )
 
     @property
     def subscribers(self) -> int:
@@ -151,22 +182,28 @@ class FanOut:
     async def subscribe(
         self,
         *,
+        owner: str,
         wants: EventFilter | None = None,
         job_id: str | None = None,
         progress: bool = False,
     ) -> Subscription:
         """A subscription to every event read from now on that ``wants`` (or of job
-        ``job_id``); with ``progress``, also to that job's progress.
+        ``job_id``); with ``progress``, also to that job's progress. It takes one of
+        ``owner``'s stream slots until :meth:`unsubscribe`.
 
         Every entry added to the stream after this returns will be offered to it.
 
+        :raises TooManyStreamsError: ``owner`` or this process holds its cap of streams.
         :raises StoreUnavailableError: when the reader has yet to start and Redis is down.
         """
         await self._start_reader()
-        sub = Subscription(capacity=self.capacity, wants=wants, job_id=job_id, progress=progress)
+        sub = Subscription(
+            capacity=self.capacity, wants=wants, job_id=job_id, progress=progress, owner=owner
+        )
         if self.closed:
             sub.end(End.CLOSING)
             return sub
+        self._take_slot(sub)
         if job_id is None:
             self._everyone.add(sub)
         else:
@@ -176,6 +213,8 @@ class FanOut:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to ``sub`` and free its slot; calling it again does nothing."""
+        self._free_slot(sub)
         if sub.job_id is None:
             self._everyone.discard(sub)
             return
@@ -197,9 +236,43 @@ class FanOut:
         subs = [*self._everyone, *(s for group in self._by_job.values() for s in group)]
         for sub in subs:
             sub.end(End.CLOSING)
+            self._free_slot(sub)
         self._everyone.clear()
         self._by_job.clear()
         self._progress_jobs = frozenset()
+
+    def streams_of(self, owner: str) -> int:
+        """How many streams ``owner`` holds open now."""
+        return self._slots.get(owner, 0)
+
+    def _take_slot(self, sub: Subscription) -> None:
+        held = self._slots.get(sub.owner, 0)
+        if held >= self.max_streams_per_owner:
+            raise TooManyStreamsError(
+                f"{sub.owner} already holds {held} open event streams, its limit; "
+                "close one, or try again later",
+                limit=self.max_streams_per_owner,
+            )
+        if self._slots_taken >= self.max_streams:
+            raise TooManyStreamsError(
+                f"this API process serves {self._slots_taken} event streams, its limit; "
+                "try again later",
+                limit=self.max_streams,
+            )
+        self._slots[sub.owner] = held + 1
+        self._slots_taken += 1
+        sub.holds_slot = True
+
+    def _free_slot(self, sub: Subscription) -> None:
+        if not sub.holds_slot:
+            return
+        sub.holds_slot = False
+        self._slots_taken -= 1
+        left = self._slots[sub.owner] - 1
+        if left:
+            self._slots[sub.owner] = left
+        else:
+            del self._slots[sub.owner]
 
     async def aclose(self) -> None:
         """End every open stream and stop the reader thread."""

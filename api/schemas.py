@@ -11,9 +11,19 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from orchestrator_core import InvalidBatchError, Job, Plugins, State, UnknownJobTypeError
+from api.keys import Role
+from orchestrator_core import InvalidBatchError, Job, JobType, Plugins, State, UnknownJobTypeError
 from orchestrator_core.models import MAX_BATCH_JOBS
 
 MAX_ATTEMPTS_LIMIT = 100
@@ -49,8 +59,7 @@ class SubmissionModels:
     def __init__(self, plugins: Plugins) -> None:
         self._known = list(plugins.job_types)
         self._models: Mapping[str, type[JobCreate]] = {
-            name: _model_for(name, registered.job_type.payload)
-            for name, registered in plugins.job_types.items()
+            name: _model_for(registered.job_type) for name, registered in plugins.job_types.items()
         }
 
     def validate(self, data: object) -> JobCreate:
@@ -123,12 +132,45 @@ def _error(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:
     return {"loc": loc, "msg": message, "type": kind}
 
 
-def _model_for(name: str, payload: type[BaseModel]) -> type[JobCreate]:
+def max_attempts_limit(job_type: JobType) -> int:
+    """The most ``max_attempts`` a submission of ``job_type`` may ask for: the type's own
+    ``max_attempts_limit``, within the API's cap."""
+    own = job_type.max_attempts_limit
+    return MAX_ATTEMPTS_LIMIT if own is None else min(own, MAX_ATTEMPTS_LIMIT)
+
+
+def _model_for(job_type: JobType) -> type[JobCreate]:
+    name, limit = job_type.name, max_attempts_limit(job_type)
+    fields: dict[str, Any] = {}
+    if limit < MAX_ATTEMPTS_LIMIT:
+        # A type whose attempts must not repeat (shell.run) says so with a message of its
+        # own, and its schema shows the cap.
+        def show_limit(schema: dict[str, Any]) -> None:
+            for option in schema.get("anyOf", []):
+                if option.get("type") == "integer":
+                    option["maximum"] = limit
+
+        def within_limit(value: int | None) -> int | None:
+            if value is not None and value > limit:
+                raise PydanticCustomError(
+                    "max_attempts_limit",
+                    "max_attempts may be at most {limit} for {job_type} (its "
+                    "max_attempts_limit); ask for fewer, or leave max_attempts out",
+                    {"job_type": name, "limit": limit},
+                )
+            return value
+
+        fields["max_attempts"] = (
+            int | None,
+            Field(default=None, ge=1, strict=True, json_schema_extra=show_limit),
+        )
+        fields["__validators__"] = {"_within_limit": field_validator("max_attempts")(within_limit)}
     return create_model(
         "JobCreate_" + re.sub(r"[^A-Za-z0-9]", "_", name),
         __base__=JobCreate,
         type=(Literal[name], ...),  # type: ignore[arg-type]
-        payload=(payload, ...),
+        payload=(job_type.payload, ...),
+        **fields,
     )
 
 
@@ -154,6 +196,8 @@ class JobTypePublic(BaseModel):
     description: str
     payload_schema: dict[str, Any]
     max_attempts: int
+    max_attempts_limit: int
+    """The most ``max_attempts`` a submission of this type may ask for."""
     timeout: float | None
     queue: str
     retry_backoff: float
@@ -205,3 +249,9 @@ class StatesPublic(BaseModel):
     """Where a cancel request has an effect; in RUNNING it asks the worker to stop."""
     succeeded: State
     """The terminal state of a job whose ``execute`` returned: the one with a result."""
+
+
+class AuthPublic(BaseModel):
+    """What the presented API key may do: ``admin`` everything, ``read`` only read."""
+
+    role: Role

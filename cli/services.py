@@ -7,6 +7,7 @@ The command line is the composition root: the only code that imports both ``api`
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -16,8 +17,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from cli.arguments import EXIT_OK, EXIT_USAGE, Commands, names, port, positive
+from cli.exposure import open_api_warning
 from orchestrator_core.exceptions import UnknownJobTypeError
 from orchestrator_core.settings import load_settings
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_API_WORKERS = max(1, (os.cpu_count() or 1) // 2)
 """Server processes of ``orchestrator api`` unless --workers says otherwise: half the
@@ -91,6 +95,12 @@ def _add_api(commands: Commands) -> None:
 
 
 def _api(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    # Before any socket exists: an open API on a public address must never listen.
+    warning = open_api_warning(settings, args.host)
+    if warning is not None:
+        logger.warning("%s", warning)
+
     import uvicorn  # the server's dependencies load only for this command
 
     from api.main import create_app
@@ -105,7 +115,6 @@ def _api(args: argparse.Namespace) -> int:
         "timeout_keep_alive": 5,
         "timeout_graceful_shutdown": 10,
     }
-    settings = load_settings()
     if args.workers == 1:
         uvicorn.run(create_app(settings), **options)
         return EXIT_OK

@@ -13,6 +13,10 @@ comment ``: keepalive`` every ``keepalive_seconds`` so proxies keep it open.
   it), goes on with live events and ends after the terminal one. With
   ``?progress=true`` it also sends ``event: progress`` (no id) whenever the job's
   progress or cancel request changes.
+
+Open streams are capped per API key (with no keys, per client address) and per
+process (``max_streams_per_key``, ``max_streams``): past a cap a new stream is 429 with
+``Retry-After``, and a stream that ends, however it ends, frees its slot.
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ from contextlib import aclosing
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.deps import Authorized, State
+from api.deps import Authenticated, Authorized, State
 from api.fanout import IDLE, FanOut, Subscription
 from orchestrator_core import Job
 from orchestrator_core.exceptions import StoreUnavailableError
@@ -58,6 +62,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "a stream of events"},
     401: {"description": "missing or wrong API key"},
     422: {"description": "bad filter or Last-Event-ID"},
+    429: {"description": "too many open streams for this key (or address) or this process"},
     503: {"description": "Redis is unavailable, or the API is stopping; see Retry-After"},
 }
 
@@ -72,7 +77,9 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, chunks: AsyncGenerator[bytes], subscription: Subscription) -> None:
+    def __init__(
+        self, chunks: AsyncGenerator[bytes], subscription: Subscription, fanout: FanOut
+    ) -> None:
         super().__init__(
             chunks,
             media_type=self.media_type,
@@ -80,8 +87,17 @@ class EventStream(StreamingResponse):
         )
         self.chunks = chunks
         self.subscription = subscription
+        self.fanout = fanout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(scope, receive, send)
+        finally:
+            # The generator frees the slot when it ends, but one that never started
+            # (the client gone before the first chunk) has no ``finally`` to run.
+            self.fanout.unsubscribe(self.subscription)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = {"type": "http.response.start", "status": self.status_code}
         await send({**start, "headers": self.raw_headers})
         complete = False
@@ -120,6 +136,8 @@ class EventStream(StreamingResponse):
 @router.get("/events", status_code=200, response_class=EventStream, responses=ERRORS)
 async def all_events(
     state: State,
+    caller: Authenticated,
+    request: Request,
     job_state: Annotated[str | None, Query(alias="state")] = None,
     job_type: Annotated[str | None, Query(alias="type", max_length=200)] = None,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
@@ -129,7 +147,7 @@ async def all_events(
     wants = EventFilter.parse(state=job_state, job_type=job_type)
     after = stream_id(last_event_id) if last_event_id is not None else None
     fanout = _open(state.fanout)
-    sub = await fanout.subscribe(wants=wants)
+    sub = await fanout.subscribe(owner=caller.owner or _address(request), wants=wants)
     try:
         trimmed = None
         if after is None:
@@ -141,7 +159,7 @@ async def all_events(
         raise
     if trimmed is not None:
         logger.info("a stream resumes after %s, trimmed up to %s", after, trimmed)
-    return EventStream(_every_job(fanout, sub, wants, after, trimmed), sub)
+    return EventStream(_every_job(fanout, sub, wants, after, trimmed), sub, fanout)
 
 
 @router.get(
@@ -153,6 +171,8 @@ async def all_events(
 async def job_events(
     job_id: str,
     state: State,
+    caller: Authenticated,
+    request: Request,
     progress: Annotated[bool, Query()] = False,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> EventStream:
@@ -162,13 +182,22 @@ async def job_events(
     job_id = canonical_id(job_id)
     fanout = _open(state.fanout)
     # Subscribed before the document is read: a transition is in one or the other.
-    sub = await fanout.subscribe(job_id=job_id, progress=progress)
+    sub = await fanout.subscribe(
+        owner=caller.owner or _address(request), job_id=job_id, progress=progress
+    )
     try:
         job = await run_in_threadpool(state.store.get, job_id)
     except BaseException:
         fanout.unsubscribe(sub)
         raise
-    return EventStream(_one_job(fanout, sub, job, after, progress=progress), sub)
+    return EventStream(_one_job(fanout, sub, job, after, progress=progress), sub, fanout)
+
+
+def _address(request: Request) -> str:
+    """Whose streams these are on an API with no keys: the client's address (behind a
+    proxy, the proxy's, which all its clients then share)."""
+    client = request.client
+    return f"client {client.host if client is not None else 'unknown'}"
 
 
 def _open(fanout: FanOut) -> FanOut:

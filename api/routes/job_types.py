@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from api.deps import Authorized, State
-from api.schemas import JobTypePublic, PluginPublic
+from api.schemas import JobTypePublic, PluginPublic, max_attempts_limit
 from orchestrator_core.dispatch.broker import queue_name
 from orchestrator_core.plugins import RegisteredJobType
 
@@ -19,6 +19,7 @@ def describe(registered: RegisteredJobType, state: State) -> JobTypePublic:
         description=job_type.description or "",
         payload_schema=job_type.payload_schema(),
         max_attempts=job_type.max_attempts,
+        max_attempts_limit=max_attempts_limit(job_type),
         timeout=job_type.timeout,
         queue=queue_name(state.store.keys, job_type),
         retry_backoff=job_type.retry_backoff,

@@ -52,6 +52,7 @@ def get_job(job_id: str, state: State) -> Response:
     response_model=JobPublic,
     responses={
         **ERRORS,
+        403: {"description": "a read-only API key"},
         404: {"description": "no such job"},
         409: {"model": JobPublic, "description": "the job already COMPLETED or FAILED"},
     },

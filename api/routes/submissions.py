@@ -8,6 +8,7 @@ without holding a thread.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
@@ -26,7 +27,8 @@ IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=255)]
 
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
-    400: {"description": "malformed JSON"},
+    400: {"description": "malformed JSON, nested too deeply, or with a number too long"},
+    403: {"description": "a read-only API key"},
     413: {"description": "body over the limit"},
     415: {"description": "not application/json"},
 }
@@ -47,13 +49,20 @@ async def _json(request: Request) -> Any | Response:
         return JSONResponse(
             {"detail": f"malformed JSON: {exc}"}, status_code=status.HTTP_400_BAD_REQUEST
         )
+    except ValueError:
+        # The one other refusal of the parser: an integer too long to convert, a guard
+        # against the quadratic cost of converting one (sys.get_int_max_str_digits).
+        digits = sys.get_int_max_str_digits()
+        return JSONResponse(
+            {"detail": f"a number in the body has more than {digits} digits"},
+            status_code=status.HTTP_400_BAD_REQUEST,
+        )
 
 
 def _new_job(state: ApiState, body: JobCreate) -> NewJob:
     job_type = state.plugins.get(body.type).job_type
-    return state.submitter.new_job(
-        job_type, job_type.dump_payload(body.payload), max_attempts=body.max_attempts
-    )
+    # The model itself: the submitter masks its secret fields and seals their values.
+    return state.submitter.new_job(job_type, body.payload, max_attempts=body.max_attempts)
 
 
 @router.post(

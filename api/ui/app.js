@@ -4,6 +4,7 @@
 //   #/types[/<name>]                       the job-type catalog and its forms
 //   #/plugins                              the plugin load report
 
+import { canWrite, loadAccess } from "./access.js";
 import { apiKey, forgetKey, onKeyNeeded } from "./client.js";
 import { errorBox, h, replace } from "./dom.js";
 import { jobPage } from "./job.js";
@@ -15,6 +16,7 @@ import { typesPage } from "./types.js";
 const view = document.getElementById("view");
 const liveBadge = document.getElementById("live");
 const forgetButton = document.getElementById("forget-key");
+const readOnlyBadge = document.getElementById("read-only");
 const dialog = document.getElementById("key-dialog");
 const keyForm = document.getElementById("key-form");
 const keyInput = document.getElementById("key-input");
@@ -89,7 +91,8 @@ async function route() {
   };
   replace(view, h("p", { class: "muted" }, "Loading…"));
   try {
-    await loadStates(controller.signal);
+    await Promise.all([loadStates(controller.signal), loadAccess(controller.signal)]);
+    readOnlyBadge.hidden = canWrite();
     if (section === "jobs" && name) {
       document.title = `job ${name} · orchestrator`;
       await jobPage(view, name, context);

@@ -1,6 +1,7 @@
 // #/jobs/<id>: one job's document, its history as a timeline, and a cancel button,
 // kept live by the job's own transition stream.
 
+import { canWrite } from "./access.js";
 import { api, ApiError } from "./client.js";
 import { errorBox, h, jsonBlock, replace, stateBadge, time, typeHref } from "./dom.js";
 import { follow, transitions } from "./sse.js";
@@ -27,7 +28,7 @@ export async function jobPage(view, jobId, { signal, live }) {
     const finished = isTerminal(job.state);
     cancelButton.disabled = !isCancellable(job.state) || job.cancel_requested;
     cancelButton.textContent = job.cancel_requested && !finished ? "Cancelling…" : "Cancel job";
-    cancelButton.hidden = !isCancellable(job.state);
+    cancelButton.hidden = !isCancellable(job.state) || !canWrite();
     if (finished) notice.querySelector("[data-pending]")?.remove(); // "cancel requested" is over
     replace(body, summary(job), sections(job));
     view.dataset.state = job.state;

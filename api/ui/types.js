@@ -1,6 +1,7 @@
 // #/types and #/types/<name>: the job-type catalog, each type's schema, and a form
 // generated from the schema that submits a job and opens its page.
 
+import { canWrite } from "./access.js";
 import { api } from "./client.js";
 import { h, jobHref, jsonBlock, replace, typeHref } from "./dom.js";
 import { schemaForm } from "./schemaform.js";
@@ -28,17 +29,9 @@ export async function typesPage(view, only, { signal }) {
 
 function card(type, signal) {
   const plugin = type.plugin ?? {};
-  const form = schemaForm(type.name, type.payload_schema, {
-    maxAttempts: type.max_attempts,
-    onSubmit: async ({ payload, max_attempts }) => {
-      const job = await api("/jobs", {
-        method: "POST",
-        body: { type: type.name, payload, ...(max_attempts === undefined ? {} : { max_attempts }) },
-        signal,
-      });
-      location.hash = jobHref(job.id);
-    },
-  });
+  const form = canWrite()
+    ? submitForm(type, signal)
+    : h("p", { class: "notice read-only-notice" }, "This API key may only read: submitting a job needs a full key.");
   return h(
     "section",
     { class: "type-card", id: `type-${type.name}`, dataset: { type: type.name } },
@@ -57,6 +50,20 @@ function card(type, signal) {
     h("h3", {}, "Submit a job"),
     form,
   );
+}
+
+function submitForm(type, signal) {
+  return schemaForm(type.name, type.payload_schema, {
+    maxAttempts: type.max_attempts,
+    onSubmit: async ({ payload, max_attempts }) => {
+      const job = await api("/jobs", {
+        method: "POST",
+        body: { type: type.name, payload, ...(max_attempts === undefined ? {} : { max_attempts }) },
+        signal,
+      });
+      location.hash = jobHref(job.id);
+    },
+  });
 }
 
 function fact(label, value) {

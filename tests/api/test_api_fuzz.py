@@ -7,6 +7,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
+from apiserver import ApiFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +27,14 @@ SUBMISSIONS = (
     )
     | JSON
 )
+
+
+@pytest.fixture
+def roomy_api(start_api: ApiFactory) -> httpx.Client:
+    """An API whose body limit leaves room for deep and long bodies."""
+    return start_api(max_body_bytes=64 * 1024)
+
+
 FUZZ = settings(
     max_examples=60,
     deadline=None,
@@ -80,3 +90,46 @@ def test_job_ids_never_get_a_5xx(api: httpx.Client, job_id: str) -> None:
     path = f"/jobs/{quote(job_id, safe='')}"
     for response in (api.get(path), api.delete(path)):
         assert response.status_code in {404, 405}, response.text
+
+
+NESTING = st.text(alphabet='[]{}"\\,:a1 ', max_size=600).map(str.encode) | st.builds(
+    lambda depth, inner, opener: opener * depth + inner.encode(),
+    st.integers(50, 1500),
+    st.text(alphabet='[]{}"\\,:1', max_size=20),
+    st.sampled_from([b"[", b"{", b'{"a":', b"[[{"]),
+)
+
+
+@FUZZ
+@given(raw=NESTING, path=st.sampled_from(["/jobs", "/jobs/batch"]))
+def test_brackets_and_strings_never_get_a_5xx(
+    roomy_api: httpx.Client, raw: bytes, path: str
+) -> None:
+    response = roomy_api.post(path, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code in {400, 422}, response.text
+    assert isinstance(response.json()["detail"], str | list)
+
+
+@FUZZ
+@given(
+    digits=st.integers(4200, 6000),
+    sign=st.sampled_from(["", "-"]),
+    where=st.sampled_from(["max_attempts", "payload", "data", "batch"]),
+)
+def test_long_numbers_never_get_a_5xx(
+    roomy_api: httpx.Client, digits: int, sign: str, where: str
+) -> None:
+    echo = '"type": "demo.echo", "payload": '
+    bodies = {
+        "max_attempts": f'{{{echo}{{"message": "x"}}, "max_attempts": N}}',
+        "payload": f"{{{echo}N}}",
+        "data": f'{{{echo}{{"message": "x", "data": {{"n": [N]}}}}}}',
+        "batch": f'{{"jobs": [{{{echo}{{"message": N}}}}]}}',
+    }
+    body = bodies[where].replace("N", sign + "7" * digits)
+    path = "/jobs/batch" if where == "batch" else "/jobs"
+    response = roomy_api.post(
+        path, content=body.encode(), headers={"content-type": "application/json"}
+    )
+    expected = {400} if digits > 4300 else {201, 400, 422}
+    assert response.status_code in expected, response.text
