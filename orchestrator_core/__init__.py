@@ -6,14 +6,17 @@ Plugin authors import everything they need from here::
 
 The modules at this level are the contract (``hookspecs``, ``job_type``,
 ``cancellation``, ``exceptions``, ``models``, ``states``), the settings, plugin loading
-(``plugins``), the one attempt pipeline (``attempt``) and the plugin author's testing
-kit (``testing``). Below them: ``store/`` (Redis, the one writer of state),
-``dispatch/`` (the broker: publishing, submission, the sweep) and ``telemetry/`` (events,
-metrics, heartbeats). Neither service is imported from here.
+(``plugins``), the one attempt pipeline (``attempt``), the guard on where outgoing
+requests may connect (``addresses``) and the plugin author's testing kit (``testing``).
+Below them: ``store/`` (Redis, the one writer of state), ``dispatch/`` (the broker:
+publishing, submission, the sweep) and ``telemetry/`` (events, metrics, heartbeats).
+Neither service is imported from here.
 """
 
+from orchestrator_core.addresses import AddressPolicy, GuardedTransport, Resolver, resolve_host
 from orchestrator_core.cancellation import CancellationToken
 from orchestrator_core.exceptions import (
+    AddressRefusedError,
     ApiError,
     AttemptsExhaustedError,
     BodyTooLargeError,
@@ -34,6 +37,7 @@ from orchestrator_core.exceptions import (
     OrchestratorError,
     PermanentError,
     PluginError,
+    SealedPayloadError,
     SerializationError,
     StaleLeaseError,
     StoreUnavailableError,
@@ -58,6 +62,8 @@ __all__ = [
     "STARTABLE_STATES",
     "TERMINAL_STATES",
     "TRANSITIONS",
+    "AddressPolicy",
+    "AddressRefusedError",
     "ApiError",
     "AttemptsExhaustedError",
     "BodyTooLargeError",
@@ -67,6 +73,7 @@ __all__ = [
     "CorruptJobError",
     "DuplicateJobTypeError",
     "ErrorInfo",
+    "GuardedTransport",
     "HistoryEntry",
     "IdempotencyConflictError",
     "IllegalTransitionError",
@@ -88,6 +95,8 @@ __all__ = [
     "PluginInfo",
     "Plugins",
     "Progress",
+    "Resolver",
+    "SealedPayloadError",
     "SerializationError",
     "Settings",
     "StaleLeaseError",
@@ -99,4 +108,5 @@ __all__ = [
     "hookspec",
     "load_plugins",
     "load_settings",
+    "resolve_host",
 ]

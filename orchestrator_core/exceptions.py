@@ -8,6 +8,7 @@ HTTP statuses in a single handler). Plugin authors raise two of them on purpose:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 
@@ -89,6 +90,42 @@ class JobCancelled(OrchestratorError):  # noqa: N818 - name is part of the plugi
 
 class PermanentError(OrchestratorError):
     """Raised by a plugin's ``execute`` when retrying cannot help; the job ends FAILED at once."""
+
+
+class AddressRefusedError(PermanentError):
+    """Raised before connecting when a host resolves to an address that outgoing requests
+    must not reach (loopback, private, link-local, metadata, ...) and no network of
+    ``ORCHESTRATOR_HTTP_ALLOW_NETWORKS`` holds it; another attempt would resolve the same.
+
+    :ivar host: the host that was asked for.
+    :ivar address: the resolved address that was refused.
+    :ivar reason: what kind of address it is ("a loopback address", ...).
+    :ivar network: the smallest network that would allow it ("10.1.2.3/32").
+    """
+
+    def __init__(self, host: str, *, address: str, reason: str, network: str) -> None:
+        where = host if host == address else f"{host} ({address})"
+        super().__init__(
+            f"refused to connect to {where}: it is {reason}; to allow it, add a network "
+            f"holding it (such as {network}) to ORCHESTRATOR_HTTP_ALLOW_NETWORKS"
+        )
+        self.host = host
+        self.address = address
+        self.reason = reason
+        self.network = network
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The keyword-only arguments would otherwise be lost when pickled.
+        return (
+            functools.partial(
+                AddressRefusedError,
+                self.host,
+                address=self.address,
+                reason=self.reason,
+                network=self.network,
+            ),
+            (),
+        )
 
 
 # --- Jobs and the store ----------------------------------------------------------
@@ -189,6 +226,13 @@ class CorruptJobError(JobError):
     """Raised when a stored job document cannot be decoded (a field is missing or malformed)."""
 
 
+class SealedPayloadError(JobError):
+    """Raised when a worker cannot open the sealed copy of a job's payload (the real values
+    of its secret fields): it is encrypted and ``ORCHESTRATOR_PAYLOAD_KEY`` is unset here,
+    none of its keys decrypts it, or the job has no sealed copy. The job fails rather than
+    run with masked values."""
+
+
 class SerializationError(OrchestratorError, ValueError):
     """Raised when a payload or a result cannot be stored as JSON."""
 
@@ -224,6 +268,18 @@ class BodyTooLargeError(OrchestratorError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body is over the limit of {limit} bytes")
+        self.limit = limit
+
+
+class TooManyStreamsError(OrchestratorError):
+    """Raised when an event stream is asked for past the cap of its API key (or client
+    address) or of the API process; it may be asked for again once another one ends.
+
+    :ivar limit: the cap that was reached.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
         self.limit = limit
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from orchestrator_core.cancellation import CancellationToken
 from orchestrator_core.exceptions import InvalidJobTypeError
+from orchestrator_core.secret_fields import holds_secrets, reveal
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_.-]*")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -97,10 +98,30 @@ class JobType:
         """
         return self.payload.model_validate(data)
 
+    @property
+    def has_secrets(self) -> bool:
+        """True when the payload model has a field typed ``SecretStr`` (``SecretBytes``,
+        ``Secret[...]``) anywhere: such a job also stores a sealed copy of its payload
+        for the worker (read from the model once, then cached)."""
+        return holds_secrets(self.payload)
+
     def dump_payload(self, payload: BaseModel) -> dict[str, Any]:
-        """The stored form of a validated payload: its JSON, fields named by their alias,
-        so that validating it again (as the worker does) gives the same payload back."""
+        """The stored and shown form of a validated payload: its JSON, fields named by
+        their alias, secret fields masked as ``"**********"``. Every reader of a job (the
+        API, events, the CLI, the dashboard, logs, hooks) sees this form only; for a type
+        without secrets, validating it again gives the same payload back."""
         return payload.model_dump(mode="json", by_alias=True)
+
+    def reveal_payload(self, payload: BaseModel) -> dict[str, Any]:
+        """The form the worker validates for ``execute``: :meth:`dump_payload` with each
+        secret field's real value, so validating it again gives the same payload back.
+        Sealed before it is stored; the same as :meth:`dump_payload` without secrets.
+
+        :raises SerializationError: a secret's value cannot be written as JSON.
+        """
+        if not self.has_secrets:
+            return self.dump_payload(payload)
+        return reveal(payload)
 
     def retry_delay(self, attempt: int, *, rng: random.Random | None = None) -> float:
         """Seconds to wait before the attempt after ``attempt`` (the one that just failed).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     """Seconds to wait for a Redis reply before giving up with StoreUnavailableError."""
     redis_connect_timeout: float = Field(default=1.0, gt=0)
     """Seconds to wait for a TCP connection to Redis."""
+    tls_ca_file: str | None = None
+    """A PEM file of the certificate authorities that ``rediss://`` and ``amqps://``
+    connections trust; unset: the system's."""
 
     plugins: CommaList | None = None
     """Allow-list of plugin entry-point names; unset loads every installed plugin."""
@@ -54,6 +58,12 @@ class Settings(BaseSettings):
     """Messages each worker process reserves ahead (late acks keep them safe: a worker that
     dies gives them back). More keeps a busy worker fed; 1 suits long jobs, which would
     hold the messages reserved behind them while other workers idle."""
+    early_ack_seconds: float = Field(default=300.0, ge=0)
+    """How long a worker holds a message unacknowledged. Past it, the message of a job that
+    has started is acknowledged (the job's lease guards it from then on) and one still
+    waiting for a free process goes back to the queue. Keep it well below the broker's
+    ``consumer_timeout`` (RabbitMQ: 30 minutes), past which the broker closes the worker's
+    channel and delivers its messages again; 0 holds every message until its job ends."""
     outbox_seconds: float = Field(default=10.0, gt=0)
     """How long a new job waits for its publish to be confirmed before the sweep publishes it."""
     idempotency_seconds: float = Field(default=86400.0, gt=0)
@@ -106,6 +116,18 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("http_allow_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Checked here so a typo stops every process at start, not a job at its request.
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=True)
+            except ValueError as exc:
+                problem = f"{network!r} is not a network such as 10.0.0.0/8 ({exc})"
+                raise ValueError(problem) from None
+        return value
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -31,7 +31,15 @@ FORBIDDEN: dict[str, set[str]] = {
 """Project packages each package must not import. Only ``cli`` (the composition root)
 imports both services."""
 
-CONTRACT = {"cancellation", "exceptions", "hookspecs", "job_type", "models", "states"}
+CONTRACT = {
+    "cancellation",
+    "exceptions",
+    "hookspecs",
+    "job_type",
+    "models",
+    "secret_fields",
+    "states",
+}
 """The core modules plugin authors build on: they import nothing of the core but each other."""
 
 SERVER_STACK = {"redis", "celery", "kombu", "amqp", "fastapi", "starlette", "uvicorn"}

@@ -28,6 +28,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from orchestrator_core.dispatch.broker import queue_name
 from orchestrator_core.dispatch.publisher import Message, Publisher
 from orchestrator_core.exceptions import (
@@ -36,6 +38,7 @@ from orchestrator_core.exceptions import (
     StoreUnavailableError,
 )
 from orchestrator_core.job_type import JobType
+from orchestrator_core.sealing import Sealer
 from orchestrator_core.store import Created, JobStore, NewJob, Submitted, Ticket
 
 logger = logging.getLogger(__name__)
@@ -60,23 +63,46 @@ class Submitter:
 
     Thread-safe; its threads start with the first request, and stop with
     :meth:`close`, after the requests already waiting.
+
+    :param sealer: seals the payloads of types with secret fields (``sealing.py``);
+        None seals them unencrypted, as with no ``ORCHESTRATOR_PAYLOAD_KEY``.
     """
 
-    def __init__(self, store: JobStore, publisher: Publisher) -> None:
+    def __init__(
+        self, store: JobStore, publisher: Publisher, *, sealer: Sealer | None = None
+    ) -> None:
         self.store = store
         self.publisher = publisher
+        self.sealer = sealer if sealer is not None else Sealer()
         self._waiting: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._closed = False
 
     def new_job(
-        self, job_type: JobType, payload: Mapping[str, Any], *, max_attempts: int | None = None
+        self,
+        job_type: JobType,
+        payload: BaseModel | Mapping[str, Any],
+        *,
+        max_attempts: int | None = None,
     ) -> NewJob:
-        """What submitting ``payload`` (validated already) as a job of ``job_type`` asks
-        the store for; ``max_attempts`` defaults to the type's own."""
+        """What submitting ``payload`` as a job of ``job_type`` asks the store for;
+        ``max_attempts`` defaults to the type's own.
+
+        :param payload: the validated payload model, or its JSON (validated already).
+            For a type with secret fields the job stores it masked, and sealed with
+            the real values for the worker; a JSON one is validated again for that.
+        :raises SerializationError: the payload is not JSON.
+        """
         attempts = max_attempts or job_type.max_attempts
-        return NewJob(job_type.name, payload, attempts, queue=queue_name(self.store.keys, job_type))
+        queue = queue_name(self.store.keys, job_type)
+        if not job_type.has_secrets:
+            data = job_type.dump_payload(payload) if isinstance(payload, BaseModel) else payload
+            return NewJob(job_type.name, data, attempts, queue=queue)
+        model = payload if isinstance(payload, BaseModel) else job_type.validate_payload(payload)
+        sealed = self.sealer.seal(job_type.reveal_payload(model))
+        masked = job_type.dump_payload(model)
+        return NewJob(job_type.name, masked, attempts, queue=queue, sealed=sealed)
 
     def submit(self, jobs: Sequence[NewJob], *, idempotency_key: str | None = None) -> Submitted:
         """Submit one request's jobs and wait for its outcome.
@@ -230,24 +256,25 @@ def submit(
     store: JobStore,
     publisher: Publisher,
     job_type: JobType,
-    payload: Mapping[str, Any],
+    payload: BaseModel | Mapping[str, Any],
     *,
     max_attempts: int | None = None,
     idempotency_key: str | None = None,
+    sealer: Sealer | None = None,
 ) -> Created:
     """Create one job and queue its first attempt, without a :class:`Submitter`'s thread:
     three round trips (store, confirmed publish, outbox), none of them lossy.
 
     The payload must already be validated against ``job_type.payload``. With an
     ``idempotency_key``, a repeated request gets the first job back (``created`` is
-    False) and publishes nothing.
+    False) and publishes nothing. ``sealer`` seals secret fields (see :class:`Submitter`).
 
     :raises BrokerUnavailableError: the publish was not confirmed; the job was
         discarded, so the client can simply try again.
     :raises StoreUnavailableError: Redis did not answer; no job was made, or one that
         the sweep will publish.
     """
-    submitter = Submitter(store, publisher)
+    submitter = Submitter(store, publisher, sealer=sealer)
     job = submitter.new_job(job_type, payload, max_attempts=max_attempts)
     result = submitter.submit_here([job], idempotency_key=idempotency_key)
     return Created(result.jobs[0], result.created)

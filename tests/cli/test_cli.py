@@ -98,6 +98,14 @@ def test_bad_setting_exits_2_with_one_line_and_no_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_bad_network_in_the_http_allow_list_stops_the_command_at_start() -> None:
+    result = run("plugins", ORCHESTRATOR_HTTP_ALLOW_NETWORKS="10.0.0.0/8,10.0.0.1/8")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "ORCHESTRATOR_HTTP_ALLOW_NETWORKS" in line
+    assert "'10.0.0.1/8' is not a network" in line
+
+
 def test_missing_command_is_a_usage_error() -> None:
     result = run()
     assert result.returncode == 2
