@@ -20,17 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kombu import Connection
+from processes import free_port
 from services import unavailable
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on at the moment, on loopback."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def server_script() -> Path | None:

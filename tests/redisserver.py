@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from processes import free_port, stop
 from services import unavailable
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -28,7 +22,7 @@ def private_redis(directory: Path, *config: str) -> Iterator[str]:
     (``"--maxmemory-policy", "allkeys-lru"``, say); yields its URL, stops it by its PID."""
     if shutil.which("redis-server") is None:
         unavailable("redis-server", "PATH", FileNotFoundError("redis-server is not installed"))
-    port = _free_port()
+    port = free_port()
     log = directory / f"redis-{port}.log"
     command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
     command += ["--appendonly", "no", "--dir", str(directory), "--logfile", str(log), *config]
@@ -49,9 +43,4 @@ def private_redis(directory: Path, *config: str) -> Iterator[str]:
         probe.close()
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)

@@ -24,11 +24,10 @@ import httpx
 import pytest
 from brokers import RabbitNode
 from cleanup import delete_broker_objects, job_queues
-from processes import stop_group
+from processes import free_port, stop_group
 from tls import (
     Certificates,
     TlsRedis,
-    free_port,
     make_certificates,
     rabbit_tls_listener,
     tls_redis,

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from processes import free_port, stop
 
 SERVER_NAMES = ("localhost", "127.0.0.1")
 """What the server certificate names: kombu connects to ``localhost`` as 127.0.0.1."""
@@ -101,12 +102,6 @@ def make_certificates(directory: Path) -> Certificates:
     return certificates
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class TlsRedis:
     """A private redis-server listening with TLS only, on ``port``."""
@@ -157,12 +152,7 @@ def tls_redis(
         _wait_for_tls(certificates, port, process, log)
         yield TlsRedis(port, process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
 
 
 def _wait_for_tls(

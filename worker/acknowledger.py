@@ -71,7 +71,8 @@ class Acknowledger:
     """Acknowledges or gives back each job message held for ``delay`` seconds.
 
     :param client: a client made by :func:`connect_redis`, used from the consumer's
-        event loop only (one pipelined ``HGET`` per tick that has a started job due).
+        event loop only: one pipelined ``HGET`` per tick that has a started job due,
+        which holds the loop up for a round trip (the socket timeout, Redis being away).
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, *, delay: float) -> None:

@@ -10,18 +10,22 @@ from the files the ``fastapi-offline`` package ships, never from a CDN.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from api.deps import Authorized
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "reference"
 VIEWERS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
-VIEWER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+REDOC = "redoc.standalone.js"
+VIEWER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", REDOC, "favicon.png")
+REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+"""The one thing either viewer would fetch from elsewhere: the logo in ReDoc's sidebar."""
 
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -58,6 +62,21 @@ def assets() -> dict[str, Path]:
     return {**{name: VIEWERS_DIR / name for name in VIEWER_FILES}, **own}
 
 
+@cache
+def asset(name: str) -> tuple[bytes, str]:
+    """The content of the file ``name`` and its ETag, read once: the viewers are megabytes,
+    and a browser that has them asks only whether they changed (304).
+
+    ReDoc's sidebar logo is the one thing either viewer would fetch from elsewhere (a
+    CDN); the policy above would block it, with an error in the console on every load,
+    so it is pointed at an empty ``data:`` image, which ReDoc hides when it fails to load.
+    """
+    content = assets()[name].read_bytes()
+    if name == REDOC:
+        content = content.replace(REDOC_LOGO, b"data:,")
+    return content, f'"{hashlib.sha256(content).hexdigest()[:32]}"'
+
+
 def _file(path: Path) -> FileResponse:
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=HEADERS)
 
@@ -68,18 +87,21 @@ async def openapi_document(request: Request) -> JSONResponse:
 
 
 @router.get("/docs")
-def swagger_page() -> FileResponse:
+async def swagger_page() -> FileResponse:
     return _file(PAGES_DIR / "swagger.html")
 
 
 @router.get("/redoc")
-def redoc_page() -> FileResponse:
+async def redoc_page() -> FileResponse:
     return _file(PAGES_DIR / "redoc.html")
 
 
 @router.get("/docs/assets/{name}")
-def reference_asset(name: str) -> FileResponse:
-    path = assets().get(name)
-    if path is None:
+async def reference_asset(name: str, request: Request) -> Response:
+    if name not in assets():
         raise HTTPException(404, detail=f"no such reference file {name!r}")
-    return _file(path)
+    content, etag = asset(name)  # in memory after the first read: no thread needed
+    headers = {**HEADERS, "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(content, media_type=MEDIA_TYPES[Path(name).suffix], headers=headers)
