@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from api.deps import Authorized
+from api.static import MEDIA_TYPES, static_headers
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "reference"
 VIEWERS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
@@ -27,25 +28,13 @@ VIEWER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", REDOC, "favicon.png")
 REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 """The one thing either viewer would fetch from elsewhere: the logo in ReDoc's sidebar."""
 
-MEDIA_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".png": "image/png",
-}
-
 # Nothing but this API's own files run or load. The viewers set styles inline, and
 # ReDoc runs its search in a worker made from a blob.
-HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
-        "worker-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
+HEADERS = static_headers(
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "worker-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 router = APIRouter(tags=["reference"], include_in_schema=False)
 

@@ -12,25 +12,15 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, RedirectResponse
 
+from api.static import MEDIA_TYPES, static_headers
+
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
-MEDIA_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-}
-
 # Only the dashboard's own files run or load: no inline script, nothing from elsewhere.
-HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    # Revalidated on every load (cheap, by ETag), so an upgrade shows at once.
-    "Cache-Control": "no-cache",
-}
+HEADERS = static_headers(
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 router = APIRouter(tags=["ui"], include_in_schema=False)
 
