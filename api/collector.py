@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from orchestrator_core.exceptions import StoreUnavailableError
 from orchestrator_core.plugins import LoadReport
 from orchestrator_core.states import State
-from orchestrator_core.store import JobStore
+from orchestrator_core.store import FlowUsage, JobStore
 from orchestrator_core.store.connection import redis_errors
 from orchestrator_core.telemetry.heartbeats import WorkerBeat, live_workers
 from orchestrator_core.telemetry.metrics import HISTOGRAMS, Histogram, JobMetrics
@@ -54,18 +54,21 @@ class StoreCollector(Collector):
         return [
             _store_up(),
             *_job_families(),
+            *_flow_families(),
             *_worker_families(),
         ]
 
     def collect(self) -> Iterable[Metric]:
         try:
             metrics, current, workers = self._read()
+            flow = self.store.flow_usage()
         except StoreUnavailableError as exc:
             logger.warning("metrics scrape without job figures: %s", exc)
             return [_store_up(0)]
         return [
             _store_up(1),
             *_job_families(metrics, current),
+            *_flow_families(flow),
             *_worker_families(workers),
         ]
 
@@ -145,6 +148,44 @@ def _job_families(
                 histogram.total,
             )
         yield family
+
+
+def _flow_families(flow: FlowUsage | None = None) -> Iterator[Metric]:
+    waiting = GaugeMetricFamily(
+        "orchestrator_jobs_waiting",
+        "Jobs in CREATED or RETRYING held back, by type and reason (time, concurrency, "
+        "rate, paused).",
+        labels=["type", "reason"],
+    )
+    in_use = GaugeMetricFamily(
+        "orchestrator_concurrency_in_use",
+        "Running jobs holding a slot of their type's concurrency limits, by type.",
+        labels=["type"],
+    )
+    limit = GaugeMetricFamily(
+        "orchestrator_concurrency_limit",
+        "The effective deployment-wide concurrency limit of each limited type.",
+        labels=["type"],
+    )
+    paused = GaugeMetricFamily(
+        "orchestrator_job_type_paused",
+        "1 for each job type an operator paused.",
+        labels=["type"],
+    )
+    if flow is not None:
+        for (job_type, reason), count in sorted(flow.waiting.items()):
+            waiting.add_metric([job_type, reason], count)
+        for job_type, count in sorted(flow.running.items()):
+            in_use.add_metric([job_type], count)
+        for job_type, value in sorted(flow.concurrency.items()):
+            limit.add_metric([job_type], value)
+        for job_type, override in sorted(flow.overrides.items()):
+            if override.get("paused"):
+                paused.add_metric([job_type], 1)
+    yield waiting
+    yield in_use
+    yield limit
+    yield paused
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from orchestrator_core.cancellation import CancellationToken
 from orchestrator_core.exceptions import InvalidJobTypeError
+from orchestrator_core.flow import Limits, check
 from orchestrator_core.secret_fields import holds_secrets, reveal
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_.-]*")
@@ -63,6 +64,16 @@ class JobType:
     retention: float | None = None
     """Seconds a finished job of this type is kept; None takes
     ``ORCHESTRATOR_RETENTION_SECONDS``, 0 keeps its jobs forever."""
+    priority: int = 0
+    """0..9: among waiting jobs of one queue, higher starts first (a job may set its own)."""
+    concurrency: int | None = None
+    """At most this many jobs of the type RUNNING at once, deployment-wide; None: no cap."""
+    concurrency_per_key: int | None = None
+    """At most this many RUNNING per ``concurrency_key`` (a tenant id, say); None: no cap."""
+    rate_limit: str | None = None
+    """At most N starts per period, evenly spaced: ``"20/s"``, ``"100/m"``, ``"5/h"``."""
+    rate_limit_per_key: str | None = None
+    """The same per ``concurrency_key``."""
 
     _schema: dict[str, Any] = field(init=False, repr=False, compare=False)
 
@@ -79,6 +90,17 @@ class JobType:
         except Exception as exc:  # pydantic raises several types for unrepresentable fields
             self._fail("payload", self.payload, f"use fields that have a JSON schema ({exc})")
         object.__setattr__(self, "_schema", schema)
+
+    @property
+    def limits(self) -> Limits:
+        """The type's own flow control, before any operator override."""
+        return Limits(
+            priority=self.priority,
+            concurrency=self.concurrency,
+            concurrency_per_key=self.concurrency_per_key,
+            rate_limit=self.rate_limit,
+            rate_limit_per_key=self.rate_limit_per_key,
+        )
 
     @property
     def is_async(self) -> bool:
@@ -199,6 +221,17 @@ class JobType:
             )
         if self.retention is not None and (not _is_finite(self.retention) or self.retention < 0):
             self._fail("retention", self.retention, "pass seconds >= 0 (0 keeps), or None")
+        for name in (
+            "priority",
+            "concurrency",
+            "concurrency_per_key",
+            "rate_limit",
+            "rate_limit_per_key",
+        ):
+            try:
+                object.__setattr__(self, name, check(name, getattr(self, name)))
+            except ValueError as exc:
+                self._fail(name, getattr(self, name), str(exc))
         queue = self.queue
         if queue is not None and (
             not isinstance(queue, str)

@@ -77,6 +77,18 @@ class Job(_Frozen):
     error: ErrorInfo | None = None
     progress: Progress | None = None
     history: tuple[HistoryEntry, ...] = ()
+    priority: int = 0
+    concurrency_key: str | None = None
+    not_before: Timestamp | None = None
+    """When the job becomes eligible to start (from ``delay`` or ``run_at``), or None."""
+    waiting: str | None = None
+    """Why a job in CREATED or RETRYING has not started: ``"time"`` (its ``not_before``
+    or a retry's backoff is not over), ``"concurrency"``, ``"rate"``, ``"paused"``;
+    None when nothing holds it back."""
+    rerun_of: str | None = None
+    """The job this one re-runs (``POST /jobs/{id}/rerun``), or None."""
+    schedule: str | None = None
+    """The cron schedule that made this job, or None."""
 
     @property
     def terminal(self) -> bool:

@@ -109,7 +109,9 @@ def test_every_python_block_is_quoted_from_a_file_and_compiles(block: Block) -> 
 
 def test_the_guide_names_every_job_type_field() -> None:
     fields = [f.name for f in dataclasses.fields(JobType) if f.init]
-    assert {"name", "payload", "execute", "max_attempts_limit", "retention"} <= set(fields)
+    assert {"name", "payload", "execute", "max_attempts_limit", "retention", "concurrency"} <= set(
+        fields
+    )
     missing = [name for name in fields if f"| `{name}` |" not in TEXT]
     assert not missing, f"the JobType table in docs/plugins.md lacks {missing}"
 

@@ -141,6 +141,17 @@ def test_valid_names(name: str) -> None:
         ("queue", "-slow"),
         ("queue", "slow queue"),
         ("queue", "q" * 201),
+        ("priority", 10),
+        ("priority", -1),
+        ("priority", True),
+        ("concurrency", 0),
+        ("concurrency", 2.5),
+        ("concurrency_per_key", -3),
+        ("rate_limit", "20"),
+        ("rate_limit", "0/s"),
+        ("rate_limit", "5/d"),
+        ("rate_limit", 20),
+        ("rate_limit_per_key", "200001/s"),
     ],
 )
 def test_invalid_field_names_field_value_and_fix(field: str, value: object) -> None:
@@ -151,6 +162,21 @@ def test_invalid_field_names_field_value_and_fix(field: str, value: object) -> N
     assert repr(value)[:50] in message
     assert "; " in message  # the fix follows the value
     assert isinstance(info.value, ValueError)
+
+
+def test_flow_control_fields_make_its_limits() -> None:
+    job_type = make(priority=7, concurrency=3, rate_limit=" 100 / m ", rate_limit_per_key="2/s")
+    limits = job_type.limits
+    assert (limits.priority, limits.concurrency, limits.concurrency_per_key) == (7, 3, None)
+    assert (limits.rate_limit, limits.rate_limit_per_key, limits.paused) == ("100/m", "2/s", False)
+    assert job_type.rate_limit == "100/m"  # written one way, whatever the spelling
+    assert limits.script_arguments() == {
+        "priority": 7,
+        "concurrency": 3,
+        "rate_limit": 600.0,
+        "rate_limit_per_key": 500.0,
+    }
+    assert make().limits.script_arguments() == {"priority": 0}
 
 
 def test_invalid_job_type_names_the_type() -> None:

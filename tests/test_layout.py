@@ -34,6 +34,7 @@ imports both services."""
 CONTRACT = {
     "cancellation",
     "exceptions",
+    "flow",
     "hookspecs",
     "job_type",
     "models",

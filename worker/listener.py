@@ -1,5 +1,7 @@
-"""Cancel requests by Redis pub/sub: the store publishes a job's id when a cancel is asked
-for, and the process running that job fires its token within milliseconds."""
+"""Announcements by Redis pub/sub: the store publishes a job's id when a cancel is asked
+for, so the process running that job fires its token within milliseconds; and an
+instant when a deferred job falls due sooner than the sweep would look, so a worker's
+sweep publishes it at once."""
 
 from __future__ import annotations
 
@@ -12,20 +14,23 @@ import redis
 logger = logging.getLogger(__name__)
 
 
-class CancelListener:
-    """A daemon thread subscribed to the cancel channel, calling ``on_cancel(job_id)``.
+class ChannelListener:
+    """A daemon thread subscribed to one channel, calling ``on_message(data)`` for each.
 
-    A message missed while the connection is down is covered by the lease renewal,
-    which reads the job's cancel flag too.
+    What a message says must be safe to miss while the connection is down: a missed
+    cancel is covered by the lease renewal, which reads the job's cancel flag too; a
+    missed wake-up by the sweep's own interval.
     """
 
-    def __init__(self, client: redis.Redis, channel: str, on_cancel: Callable[[str], None]) -> None:
+    def __init__(
+        self, client: redis.Redis, channel: str, on_message: Callable[[str], None]
+    ) -> None:
         self._client = client
         self._channel = channel
-        self._on_cancel = on_cancel
+        self._on_message = on_message
         self._stop = threading.Event()
         self._subscribed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cancel-listener", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"listener-{channel}", daemon=True)
 
     def start(self, *, wait: float = 5.0) -> None:
         self._thread.start()
@@ -44,9 +49,11 @@ class CancelListener:
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
-                        self._on_cancel(str(message["data"]))
+                        self._on_message(str(message["data"]))
             except redis.RedisError:
-                logger.warning("cancel listener lost Redis; resubscribing", exc_info=True)
+                logger.warning(
+                    "listener of %s lost Redis; resubscribing", self._channel, exc_info=True
+                )
                 self._stop.wait(1.0)
             finally:
                 pubsub.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from orchestrator_core import Plugins, Settings
 from orchestrator_core.sealing import Sealer
 from orchestrator_core.store import JobStore
-from worker.listener import CancelListener
+from worker.listener import ChannelListener
 from worker.runner import Runner
 
 
@@ -22,7 +22,7 @@ class Runtime:
     pid: int
     store: JobStore
     runner: Runner
-    listener: CancelListener
+    listener: ChannelListener
 
 
 _current: Runtime | None = None
@@ -46,8 +46,8 @@ def _build(settings: Settings, plugins: Plugins) -> Runtime:
         grace_seconds=settings.cancel_grace_seconds,
         sealer=Sealer.from_settings(settings),
     )
-    listener = CancelListener(
-        store.redis, store.keys.cancel_channel, on_cancel=runner.supervisor.cancel
+    listener = ChannelListener(
+        store.redis, store.keys.cancel_channel, on_message=runner.supervisor.cancel
     )
     listener.start()
     return Runtime(os.getpid(), store, runner, listener)

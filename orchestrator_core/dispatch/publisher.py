@@ -52,6 +52,8 @@ class Message:
     job_id: str
     attempt: int
     queue: str
+    priority: int = 0
+    """0..9: the broker delivers higher first among the queue's waiting messages."""
 
 
 @dataclass(eq=False)

@@ -38,6 +38,7 @@ from orchestrator_core.exceptions import (
     StoreUnavailableError,
 )
 from orchestrator_core.job_type import JobType
+from orchestrator_core.models import Job
 from orchestrator_core.sealing import Sealer
 from orchestrator_core.store import Created, JobStore, NewJob, Submitted, Ticket
 
@@ -85,24 +86,55 @@ class Submitter:
         payload: BaseModel | Mapping[str, Any],
         *,
         max_attempts: int | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
+        not_before_us: int | None = None,
+        schedule: str | None = None,
     ) -> NewJob:
         """What submitting ``payload`` as a job of ``job_type`` asks the store for;
-        ``max_attempts`` defaults to the type's own.
+        ``max_attempts`` and ``priority`` default to the type's own.
 
         :param payload: the validated payload model, or its JSON (validated already).
             For a type with secret fields the job stores it masked, and sealed with
             the real values for the worker; a JSON one is validated again for that.
+        :param not_before_us: when the job may start (microseconds since the epoch).
         :raises SerializationError: the payload is not JSON.
         """
         attempts = max_attempts or job_type.max_attempts
-        queue = queue_name(self.store.keys, job_type)
+        flow: dict[str, Any] = {
+            "queue": queue_name(self.store.keys, job_type),
+            "priority": job_type.priority if priority is None else priority,
+            "concurrency_key": concurrency_key,
+            "not_before_us": not_before_us,
+            "schedule": schedule,
+        }
         if not job_type.has_secrets:
             data = job_type.dump_payload(payload) if isinstance(payload, BaseModel) else payload
-            return NewJob(job_type.name, data, attempts, queue=queue)
+            return NewJob(job_type.name, data, attempts, **flow)
         model = payload if isinstance(payload, BaseModel) else job_type.validate_payload(payload)
         sealed = self.sealer.seal(job_type.reveal_payload(model))
         masked = job_type.dump_payload(model)
-        return NewJob(job_type.name, masked, attempts, queue=queue, sealed=sealed)
+        return NewJob(job_type.name, masked, attempts, sealed=sealed, **flow)
+
+    def rerun(self, job_id: str) -> Job:
+        """A new job like the finished ``job_id`` (``JobStore.rerun``), its message
+        published. A publish that fails is left to the sweep, which publishes the job
+        from the outbox: either way it runs.
+
+        :raises JobNotFoundError: unknown id.
+        :raises IllegalTransitionError: the job has not finished.
+        :raises StoreUnavailableError: Redis did not answer.
+        """
+        job, queue = self.store.rerun(job_id)
+        [error] = self.publisher.publish_many([Message(job.id, 1, queue, job.priority)])
+        if error is not None:
+            logger.warning("re-run %s of %s: %s; the sweep publishes it", job.id, job_id, error)
+            return job
+        try:
+            self.store.dispatched([(job.id, 1)])
+        except StoreUnavailableError:
+            logger.warning("re-run %s: its outbox entry stays until the sweep", job.id)
+        return job
 
     def submit(self, jobs: Sequence[NewJob], *, idempotency_key: str | None = None) -> Submitted:
         """Submit one request's jobs and wait for its outcome.
@@ -203,23 +235,38 @@ class Submitter:
                 request.future.set_result(result)  # a repeat: its jobs were published before
             else:
                 fresh.append((request, result))
+        # A job that waits for its time has no message yet: the sweep publishes it when due.
         messages = [
-            Message(job.id, 1, queue)
+            Message(job.id, 1, queue, new.priority)
             for request, result in fresh
-            for job, queue in zip(result.jobs, request.queues, strict=True)
+            for job, new, queue in zip(
+                result.jobs, request.ticket.jobs, request.queues, strict=True
+            )
+            if new.not_before_us is None
         ]
         outcomes = iter(self.publisher.publish_many(messages))
         failed: list[tuple[_Request, Submitted, BrokerUnavailableError]] = []
         confirmed: list[tuple[_Request, Submitted]] = []
         for request, result in fresh:
-            errors = [error for _ in result.jobs if (error := next(outcomes)) is not None]
+            errors = [
+                error
+                for new in request.ticket.jobs
+                if new.not_before_us is None and (error := next(outcomes)) is not None
+            ]
             if errors:
                 failed.append((request, result, errors[0]))
             else:
                 confirmed.append((request, result))
         confirmed.extend(self._discard(failed))
         try:
-            self.store.dispatched([(job.id, 1) for _, result in confirmed for job in result.jobs])
+            self.store.dispatched(
+                [
+                    (job.id, 1)
+                    for request, result in confirmed
+                    for job, new in zip(result.jobs, request.ticket.jobs, strict=True)
+                    if new.not_before_us is None
+                ]
+            )
         except StoreUnavailableError:
             # Queued and stored: they will run. The outbox entries cost duplicate messages.
             logger.warning(
@@ -261,13 +308,17 @@ def submit(
     max_attempts: int | None = None,
     idempotency_key: str | None = None,
     sealer: Sealer | None = None,
+    priority: int | None = None,
+    concurrency_key: str | None = None,
+    not_before_us: int | None = None,
 ) -> Created:
     """Create one job and queue its first attempt, without a :class:`Submitter`'s thread:
     three round trips (store, confirmed publish, outbox), none of them lossy.
 
     The payload must already be validated against ``job_type.payload``. With an
     ``idempotency_key``, a repeated request gets the first job back (``created`` is
-    False) and publishes nothing. ``sealer`` seals secret fields (see :class:`Submitter`).
+    False) and publishes nothing. ``sealer`` seals secret fields (see :class:`Submitter`);
+    the flow control's fields are those of :meth:`Submitter.new_job`.
 
     :raises BrokerUnavailableError: the publish was not confirmed; the job was
         discarded, so the client can simply try again.
@@ -275,6 +326,13 @@ def submit(
         the sweep will publish.
     """
     submitter = Submitter(store, publisher, sealer=sealer)
-    job = submitter.new_job(job_type, payload, max_attempts=max_attempts)
+    job = submitter.new_job(
+        job_type,
+        payload,
+        max_attempts=max_attempts,
+        priority=priority,
+        concurrency_key=concurrency_key,
+        not_before_us=not_before_us,
+    )
     result = submitter.submit_here([job], idempotency_key=idempotency_key)
     return Created(result.jobs[0], result.created)

@@ -29,6 +29,8 @@ class Sweep:
     """Finished jobs deleted because their retention was over."""
     more: bool
     """A batch was full, so more may be due already: the next sweep starts at once."""
+    due_in: float | None = None
+    """Seconds until the next retry or deferred job falls due (None: none waits)."""
 
 
 class Sweeper:
@@ -61,9 +63,10 @@ class Sweeper:
         A publish that fails leaves its claim to expire, so the job is tried again
         after the visibility window.
         """
-        claims = self.store.claim_due(limit=self.batch, visibility_seconds=self.visibility_seconds)
+        due = self.store.claim(limit=self.batch, visibility_seconds=self.visibility_seconds)
+        claims = due.claims
         outcomes = self.publisher.publish_many(
-            [Message(claim.job_id, claim.attempt, claim.queue) for claim in claims]
+            [Message(claim.job_id, claim.attempt, claim.queue, claim.priority) for claim in claims]
         )
         sent = [
             (claim.job_id, claim.attempt)
@@ -86,18 +89,28 @@ class Sweeper:
         if expired.deleted:
             logger.info("sweep deleted %d finished jobs past their retention", expired.deleted)
         self.store.adopt_finished()
-        return Sweep(len(sent), expired.deleted, len(sent) >= self.batch or expired.more)
+        full = len(claims) >= self.batch or expired.more
+        return Sweep(len(sent), expired.deleted, full, due.due_in)
 
-    def run(self, stop: threading.Event, *, interval: float) -> None:
-        """Sweep every ``interval`` seconds (at once again after a full batch) until ``stop``."""
+    def run(
+        self, stop: threading.Event, *, interval: float, wake: threading.Event | None = None
+    ) -> None:
+        """Sweep until ``stop``: again after ``interval`` seconds, or when the next retry
+        or deferred job falls due if that is sooner, or at once after a full batch or
+        when ``wake`` is set (the store announces a deferred job due sooner than that:
+        see ``Keys.wake_channel``). Whoever sets ``stop`` sets ``wake`` too."""
+        wake = wake if wake is not None else threading.Event()
         while not stop.is_set():
+            wake.clear()
+            pause = interval
             try:
-                full = self.sweep_once().more
+                sweep = self.sweep_once()
+                if sweep.more:
+                    continue
+                if sweep.due_in is not None:
+                    pause = min(interval, sweep.due_in)
             except (StoreUnavailableError, BrokerUnavailableError):
                 logger.warning("sweep failed; trying again in %.1f s", interval, exc_info=True)
-                full = False
             except Exception:
                 logger.exception("sweep failed unexpectedly; trying again in %.1f s", interval)
-                full = False
-            if not full:
-                stop.wait(interval)
+            wake.wait(pause)

@@ -9,6 +9,7 @@ about a job's state never matter: Redis refuses an illegal move.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,6 +25,7 @@ from orchestrator_core.exceptions import (
     OrchestratorError,
     StoreUnavailableError,
 )
+from orchestrator_core.flow import Limits, Rate
 from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
 from orchestrator_core.models import ErrorInfo, Job, Progress
 from orchestrator_core.settings import Settings
@@ -36,7 +38,9 @@ from orchestrator_core.store.replies import (
     CancelResult,
     Claim,
     Created,
+    Due,
     Expired,
+    FlowUsage,
     LeaseStatus,
     Page,
     StartResult,
@@ -79,6 +83,8 @@ class JobStore:
     :param retention_seconds: how long a job that finishes is kept before the sweep
         deletes it (:meth:`delete_expired`); 0 keeps jobs for good.
     :param retention_by_type: the job types whose own ``retention`` overrides it.
+    :param limits_by_type: the installed job types' own flow control (``JobType.limits``),
+        which each start is checked against, with the operators' overrides over it.
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class JobStore:
         job_types: Iterable[str] = (),
         retention_seconds: float = 7 * 24 * 3600.0,
         retention_by_type: Mapping[str, float] | None = None,
+        limits_by_type: Mapping[str, Limits] | None = None,
     ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
@@ -108,6 +115,12 @@ class JobStore:
         retention_ms = _millis(retention_seconds)
         by_type = {name: _millis(keep) for name, keep in (retention_by_type or {}).items()}
         self._retains = retention_ms > 0 or any(keep > 0 for keep in by_type.values())
+        self._limits = {
+            name: used
+            for name, limits in (limits_by_type or {}).items()
+            if len(used := limits.script_arguments()) > 1  # more than a priority
+        }
+        """Per limited type, what the start step is told of its own limits."""
         self._walked = False
         """Set once the walk of :meth:`adopt_finished` is known to be over."""
         self._call = StoreScript(
@@ -136,6 +149,11 @@ class JobStore:
             job_types=plugins.job_types if plugins is not None else (),
             retention_seconds=settings.retention_seconds,
             retention_by_type=_retention_by_type(plugins),
+            limits_by_type=(
+                {name: r.job_type.limits for name, r in plugins.job_types.items()}
+                if plugins is not None
+                else None
+            ),
         )
 
     # --- reading ------------------------------------------------------------------
@@ -436,6 +454,7 @@ class JobStore:
             "owner": owner,
             "lease_ms": self.lease_ms,
             "lost_error": WORKER_LOST.model_dump_json(),
+            "limits": self._limits or None,
         }
         reply = self._call("start", job_id, "starting a job", args, target=State.RUNNING)
         job = self._moved(job_id, reply[3], int(reply[4]))
@@ -443,15 +462,25 @@ class JobStore:
         return StartResult(reply[1] == "started", reply[2], job, sealed)
 
     def claim_due(self, *, limit: int = 100, visibility_seconds: float = 30.0) -> list[Claim]:
+        """The claims of :meth:`claim`."""
+        return list(self.claim(limit=limit, visibility_seconds=visibility_seconds).claims)
+
+    def claim(self, *, limit: int = 100, visibility_seconds: float = 30.0) -> Due:
         """Claim the jobs the sweep must publish now (safe from many processes at once).
 
-        Due outbox and retry entries come with the attempt their message starts; running
-        jobs whose lease expired come with their current attempt, so the receiving
-        worker takes them over. Each claim hides its entry for ``visibility_seconds``.
+        Due outbox, retry and deferred entries come with the attempt their message
+        starts; running jobs whose lease expired come with their current attempt, so the
+        receiving worker takes them over. Each claim hides its entry for
+        ``visibility_seconds``. Also says when the next retry or deferred job falls due.
         """
         args = {"limit": limit, "visibility_ms": _millis(visibility_seconds)}
         reply = self._call("claim", "", "claiming due jobs", args)
-        return [Claim(job_id, queue, int(attempt)) for job_id, queue, attempt in reply[1]]
+        claims = tuple(
+            Claim(job_id, queue, int(attempt), int(priority))
+            for job_id, queue, attempt, priority in reply[1]
+        )
+        due_in = int(reply[2]) if len(reply) > 2 else -1
+        return Due(claims, None if due_in < 0 else due_in / 1000)
 
     def dispatched(self, sent: Iterable[tuple[str, int]]) -> None:
         """Take jobs off the outbox and the retry schedule once the broker confirmed their
@@ -474,6 +503,76 @@ class JobStore:
                 self._call("dispatched", job_id, "", {"attempt": attempt}, client=pipe)
             with redis_errors("confirming dispatched jobs"):
                 pipe.execute()
+
+    # --- flow control ---------------------------------------------------------------
+
+    def rerun(self, job_id: str) -> tuple[Job, str]:
+        """A new CREATED job like the finished ``job_id`` (type, payload, attempts,
+        priority, key), its ``rerun_of`` naming it; in the outbox, so it runs even if
+        the caller never publishes its message.
+
+        :return: the new job, and the broker queue its message goes to.
+
+        :raises JobNotFoundError: unknown id.
+        :raises IllegalTransitionError: the job has not finished.
+        """
+        job_id = canonical_id(job_id)
+        new_id = str(uuid.uuid4())
+        args = {"new_id": new_id, "dispatch_ms": self.outbox_ms}
+        reply = self._call("rerun", job_id, "re-running a job", args)
+        job = decode_job(new_id, reply[1])
+        self._job_types = self._job_types | {job.type}
+        return job, str(reply[2])
+
+    def override(self, job_type: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change the operator's override of ``job_type``'s limits (``flow.LIMIT_FIELDS``,
+        checked already; None removes a field). It holds from the next start on, in
+        every process; waiters are woken when a concurrency limit or the pause changes.
+
+        :return: the override as stored now.
+        """
+        shown = dict(changes)
+        used: dict[str, Any] = {}
+        for name, value in changes.items():
+            if value is None:
+                used[name] = None
+            elif name in ("rate_limit", "rate_limit_per_key"):
+                used[name] = Rate.parse(value).interval_ms
+            elif name != "priority":  # a job's priority is set when it is submitted
+                used[name] = value
+        wake = any(name in changes for name in ("concurrency", "concurrency_per_key", "paused"))
+        args = {"type": job_type, "shown": shown, "used": used, "wake": wake}
+        reply = self._call("override", "", "storing an override", args)
+        stored: dict[str, Any] = json.loads(reply[1])
+        return stored
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """Every type's override, as :meth:`override` stored it."""
+        return self.flow_usage().overrides
+
+    def flow_usage(self) -> FlowUsage:
+        """The overrides, the jobs waiting by type and reason, and the slots in use."""
+        reply = self._call("flow", "", "reading the flow control")
+        flat = reply[1]
+        overrides: dict[str, dict[str, Any]] = {}
+        waiting: dict[tuple[str, str], int] = {}
+        used = {name: dict(limits) for name, limits in self._limits.items()}
+        for name, value in zip(flat[::2], flat[1::2], strict=True):
+            kind, _, rest = name.partition("|")
+            if kind == "o":
+                overrides[rest] = json.loads(value)
+            elif kind == "s":
+                used.setdefault(rest, {}).update(json.loads(value))
+            elif kind == "w" and int(value) > 0:
+                job_type, _, reason = rest.rpartition("|")
+                waiting[(job_type, reason)] = int(value)
+        running = {str(job_type): int(count) for job_type, count in reply[2]}
+        concurrency = {
+            name: int(limits["concurrency"])
+            for name, limits in used.items()
+            if limits.get("concurrency") is not None
+        }
+        return FlowUsage(overrides, waiting, running, concurrency)
 
     def fold_metrics(self, *, batch: int = 2000) -> int:
         """Add the transitions the metrics have not counted yet to the counters and

@@ -75,6 +75,52 @@ class Keys:
         return f"{self.prefix}:expiries:walk"
 
     @property
+    def deferred(self) -> str:
+        """Sorted set of jobs in CREATED or RETRYING by when they may start (ms): those
+        with a ``not_before`` not reached yet, those whose rate limit gave them a later
+        start, those a freed slot or an unpause woke. The sweep publishes them as they
+        fall due."""
+        return f"{self.prefix}:deferred"
+
+    @property
+    def flow(self) -> str:
+        """Hash of the flow control's shared state (``store/lua/flow.lua``): per type,
+        ``o|<type>`` the operator's override (JSON), ``t|<type>`` set while its running
+        jobs are counted, ``r|<type>`` its rate limit's next start (ms), and
+        ``w|<type>|<reason>`` how many of its jobs wait for that reason."""
+        return f"{self.prefix}:flow"
+
+    @property
+    def wake_channel(self) -> str:
+        """Pub/sub channel on which the store announces that a deferred job falls due
+        sooner than the sweep would look (message: the instant, ms)."""
+        return f"{self.prefix}:wake"
+
+    def slots(self, job_type: str, key: str | None = None) -> str:
+        """Set of the running jobs of ``job_type`` (of one ``concurrency_key``) that hold
+        a slot of its concurrency limits."""
+        return self._flow_name("slots", job_type, key)
+
+    def waiters(self, job_type: str, key: str | None = None) -> str:
+        """Sorted set of the jobs waiting for a slot of ``job_type``'s limit (of the
+        per-key limit of ``key``), best first: by priority, then by age."""
+        return self._flow_name("waiters", job_type, key)
+
+    def paused_jobs(self, job_type: str) -> str:
+        """Sorted set of the jobs of ``job_type`` that wait for it to be unpaused."""
+        return self._flow_name("paused", job_type, None)
+
+    def _flow_name(self, kind: str, job_type: str, key: str | None) -> str:
+        name = f"{self.prefix}:flow:{kind}:{job_type}"
+        # Hashed: clients choose the key, and it must not shape our key space.
+        return name if key is None else f"{name}:{hashlib.sha1(key.encode()).hexdigest()}"
+
+    @property
+    def schedules(self) -> str:
+        """Hash of the cron schedules: one JSON record per schedule name."""
+        return f"{self.prefix}:schedules"
+
+    @property
     def index_type_base(self) -> str:
         """Stem of the per-type indexes; ``<type>:<state>`` is appended (every state but
         RUNNING, whose jobs are those of the lease index)."""

@@ -83,12 +83,26 @@ def decode_job(job_id: str, flat_hash: Sequence[str]) -> Job:
             error=error,
             progress=progress,
             history=entries,
+            priority=int(fields.get("priority") or 0),
+            concurrency_key=fields.get("ckey") or None,
+            not_before=_instant(fields.get("not_before_us") or None),
+            waiting=_waiting(fields.get("wait")),
+            rerun_of=fields.get("rerun_of") or None,
+            schedule=fields.get("schedule") or None,
         )
     except (KeyError, ValueError, TypeError, ValidationError) as exc:
         raise CorruptJobError(
             f"stored job {job_id} is malformed ({field}): {type(exc).__name__}: {exc}",
             job_id=job_id,
         ) from None
+
+
+def _waiting(wait: str | None) -> str | None:
+    """Why a job waits, as its document says: a waiter woken by a freed slot waits for
+    that slot still (``store/lua/flow.lua``)."""
+    if not wait:
+        return None
+    return "concurrency" if wait == "woken" else wait
 
 
 def _instant(micros: str | None) -> Any:

@@ -81,6 +81,31 @@ class Claim:
     job_id: str
     queue: str
     attempt: int
+    priority: int = 0
+    """The job's priority, which its message carries (0..9)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """What one claim gave the sweep to publish, and when the next job falls due."""
+
+    claims: tuple[Claim, ...]
+    due_in: float | None
+    """Seconds until the next retry or deferred job falls due; None when none waits."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowUsage:
+    """The flow control's state (see ``store/lua/flow.lua``)."""
+
+    overrides: dict[str, dict[str, Any]]
+    """Per job type, the operator's override of its limits."""
+    waiting: dict[tuple[str, str], int]
+    """Jobs waiting, by (type, reason): time, rate, concurrency, paused."""
+    running: dict[str, int]
+    """Per type whose concurrency limits are counted, the running jobs holding its slots."""
+    concurrency: dict[str, int]
+    """Per type with a deployment-wide concurrency limit, its effective value."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from orchestrator_core.telemetry.metrics import HISTOGRAMS
 
 PARTS = (
     "prelude",
+    "flow",
     "metrics",
     "submission",
     "reading",

@@ -36,6 +36,17 @@ class NewJob:
     """For a type with secret fields, the sealed copy of the payload with their real
     values (``payload`` holds them masked); stored as the hash field ``sealed``."""
 
+    priority: int = 0
+    """0..9, the job's own or its type's (DESIGN section 9)."""
+    concurrency_key: str | None = None
+    """What the type's per-key limits count the job by (a tenant id, say)."""
+    not_before_us: int | None = None
+    """When it may start (microseconds since the epoch); a job with one waits in the
+    store's deferred schedule, and the submitter publishes no message for it."""
+    rerun_of: str | None = None
+    schedule: str | None = None
+    """The cron schedule that made it."""
+
     def __post_init__(self) -> None:
         attempts = self.max_attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
@@ -86,6 +97,16 @@ def script_arguments(
                 spec["check_id"] = True
             if job.sealed is not None:
                 spec["sealed"] = job.sealed.text
+            if job.priority:
+                spec["priority"] = job.priority
+            for name, value in (
+                ("ckey", job.concurrency_key),
+                ("not_before_us", job.not_before_us),
+                ("rerun_of", job.rerun_of),
+                ("schedule", job.schedule),
+            ):
+                if value is not None:
+                    spec[name] = value
             jobs.append(spec)
         entry: dict[str, Any] = {"jobs": jobs}
         if ticket.idempotency_key is not None:
@@ -123,6 +144,12 @@ def new_jobs(ticket: Ticket, blobs: Sequence[str], instants: Sequence[str]) -> t
                 error=None,
                 progress=None,
                 history=(entry,),
+                priority=job.priority,
+                concurrency_key=job.concurrency_key,
+                not_before=None if job.not_before_us is None else from_micros(job.not_before_us),
+                waiting="time" if job.not_before_us is not None else None,
+                rerun_of=job.rerun_of,
+                schedule=job.schedule,
             )
         )
     return tuple(jobs)
@@ -132,6 +159,12 @@ def fingerprint(jobs: Sequence[NewJob], blobs: Sequence[str]) -> str:
     """What tells a repeat of a request from another request under the same key."""
     parts = [
         f"{job.job_type}\n{job.max_attempts}\n{blob}"
+        # A delay is counted from each request's arrival: a repeat is the same request.
+        + (
+            f"\n{job.priority}\n{job.concurrency_key}\n{job.schedule}"
+            if job.priority or job.concurrency_key or job.schedule
+            else ""
+        )
         # The masked payload is the same whatever the secrets; their digest tells them apart.
         + (f"\n{job.sealed.digest}" if job.sealed is not None else "")
         for job, blob in zip(jobs, blobs, strict=True)

@@ -27,7 +27,11 @@ function ops.start(job)
         move(job, S.FAILED, 'attempts exhausted', {})
         return {'ok', 'drop', 'attempts exhausted', document_of(job)[2], moves + 1}
     end
-    move(job, S.RUNNING, nil, {}, lease)
+    local writes, waits = flow.admit(job)
+    if not writes then
+        return {'ok', 'drop', 'waiting: ' .. waits, document_of(job)[2], moves}
+    end
+    move(job, S.RUNNING, nil, writes, lease)
     return {'ok', 'started', '', document_of(job)[2], moves + 1, job.sealed or ''}
 end
 

@@ -45,6 +45,13 @@ local args = cjson.decode(ARGV[6])
 local blob = ARGV[7]
 local events_max = ARGV[8]
 
+-- The flow control's keys (flow.lua) share the prefix that the job keys start with.
+local prefix = string.sub(job_stem, 1, -6)
+local deferred_key, flow_key, wake_channel = prefix .. ':deferred', prefix .. ':flow', prefix .. ':wake'
+-- flow.lua's functions, which move calls: a job that waited stops waiting, a job that
+-- held a concurrency slot gives it back.
+local flow = {}
+
 -- Each operation is ops[name](job): `job` holds the job hash's fields, read and
 -- checked before the call, except for the operations in JOBLESS, called with nothing.
 local ops, JOBLESS = {}, {}
@@ -170,6 +177,9 @@ local function move(job, target, reason, writes, lease)
         writes.lease_expires_ms = ''
     end
     if TERMINAL[target] then writes.finished_us = at end
+    local waited, held = job.wait, job.slot
+    if waited and waited ~= '' then writes.wait = '' end
+    if current == S.RUNNING and held and held ~= '' then writes.slot = '' end
     if target == S.COMPLETED and job.error then
         writes.error = ''  -- an earlier attempt's error is history now
     end
@@ -207,6 +217,8 @@ local function move(job, target, reason, writes, lease)
         -- Every retrying job is on the schedule, so none can wait forever.
         redis.call('ZADD', retry_key, at_ms + (args.retry_ms or 0), id)
     end
+    if waited and waited ~= '' then flow.unpark(job, waited, target) end
+    if current == S.RUNNING and held and held ~= '' then flow.release(job) end
     if TERMINAL[target] then
         -- The sweep deletes the job once its retention after finished_at is over.
         local keep = retention_of(job.type)

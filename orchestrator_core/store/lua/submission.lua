@@ -18,10 +18,40 @@ local function new_job(spec, payload)
         history = '[' .. cjson.encode({state = S.CREATED, at = at, attempt = 0}) .. ']',
         sealed = spec.sealed,  -- the payload with its secrets, for the worker only
     }
+    -- What flow control reads (flow.lua): left out when unset, as most jobs have none.
+    if spec.priority then job.priority = tostring(spec.priority) end
+    for _, name in ipairs({'ckey', 'rerun_of', 'schedule'}) do
+        if spec[name] and spec[name] ~= '' then job[name] = spec[name] end
+    end
+    if spec.not_before_us then
+        -- It waits for its time: no outbox entry, as no message is sent before then.
+        job.not_before_us = string.format('%d', spec.not_before_us)
+        job.wait, job.wait_in = 'time', deferred_key
+    end
     redis.call('HSET', key, unpack(flatten(job)))
     redis.call('ZADD', type_base .. spec.type .. ':' .. S.CREATED, seq, spec.id)
-    redis.call('ZADD', outbox_key, at_ms + args.dispatch_ms, spec.id)
+    if spec.not_before_us then
+        flow.defer(spec.id, math.ceil(spec.not_before_us / 1000))
+        redis.call('HINCRBY', flow_key, 'w|' .. spec.type .. '|time', 1)
+    else
+        redis.call('ZADD', outbox_key, at_ms + args.dispatch_ms, spec.id)
+    end
     return at
+end
+
+-- A new job like a finished one: the same type, payload (and sealed copy), attempts,
+-- priority and key, with rerun_of naming it; args.new_id, args.dispatch_ms. The caller
+-- publishes its message (or the sweep does, from the outbox). Replies {'ok', document}.
+function ops.rerun(job)
+    if not TERMINAL[job.state] then
+        return {'err', 'illegal', job.state, 'only a finished job can be re-run'}
+    end
+    local spec = {id = args.new_id, type = job.type, queue = job.queue,
+        max_attempts = job.max_attempts, sealed = job.sealed, priority = job.priority,
+        ckey = job.ckey, rerun_of = id}
+    new_job(spec, job.payload)
+    local key = job_stem .. '{' .. args.new_id .. '}'
+    return {'ok', document_of(job_at(key, key .. ':history'))[2], job.queue}
 end
 
 -- The jobs an idempotency record names (an earlier layout named one, as `job`).
@@ -121,6 +151,10 @@ function ops.discard()
                 redis.call('DEL', key, key .. ':history')
                 redis.call('ZREM', type_base .. job.type .. ':' .. S.CREATED, job.id)
                 redis.call('ZREM', outbox_key, job.id)
+                if job.wait == 'time' then  -- a delayed job of the request
+                    redis.call('ZREM', deferred_key, job.id)
+                    redis.call('HINCRBY', flow_key, 'w|' .. job.type .. '|time', -1)
+                end
                 if job.idem and job.idem ~= '' then
                     local names = redis.call('HMGET', job.idem, 'jobs', 'job')
                     local record = names[1] or names[2]
