@@ -1,12 +1,12 @@
 """The AMQP frames of a job message, made from a template instead of field by field.
 
-Every job message of one attempt number is the same but for its task id and its job
-id, and encoding its Celery headers table field by field costs more CPU than the
-broker spends on the message. So one message's properties and body are encoded once,
-through the client library, with stand-ins of the ids' length, and each message
-after that is the template with its ids written in: exactly the bytes the library
-would have sent (checked against the library's own encoding of a real message when
-the template is made). A batch's frames then go out in one write.
+Every job message of one attempt number and one priority is the same but for its task
+id and its job id, and encoding its Celery headers table field by field costs more CPU
+than the broker spends on the message. So, for each such pair, one message's properties
+and body are encoded once, through the client library, with stand-ins of the ids'
+length, and each message after that is the template with its ids written in: exactly
+the bytes the library would have sent (checked against the library's own encoding of a
+real message when the template is made). A batch's frames then go out in one write.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ A confirm waited for message by message costs a round trip to the broker (and it
 disk) per job. Here every message of a batch is sent first and the confirms are
 awaited together, as RabbitMQ sends them: one ``basic.ack`` may cover many messages.
 Messages are published ``mandatory``, so one that no queue would take comes back
-(``basic.return``) and counts as failed instead of vanishing.
+(``basic.return``) and counts as failed instead of vanishing. Each carries its job's
+priority; a queue of an earlier release, which has none, still takes them (in order of
+arrival), with one warning.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from orchestrator_core.dispatch.broker import (
     PERSISTENT,
     TASK_NAME,
     dead_letter_queue,
-    job_queue,
+    has_priorities,
+    legacy_queue_warning,
     make_celery,
+    queue_for,
 )
 from orchestrator_core.dispatch.frames import ID_LENGTH, FrameTemplate, serialized
 from orchestrator_core.exceptions import BrokerUnavailableError
@@ -70,7 +74,8 @@ class _Channel:
     """Task id -> index in the batch, to place a returned message."""
     outcomes: list[Outcome] = field(default_factory=list)
     """Per message of the batch: None once confirmed, an error, or ``_PENDING``."""
-    declared: set[str] = field(default_factory=set)
+    declared: dict[str, Queue] = field(default_factory=dict)
+    """Queue name -> the queue as declared on this connection."""
 
     def settle(self, tag: int, multiple: bool, error: BrokerUnavailableError | None) -> None:
         tags = [t for t in self.waiting if t <= tag] if multiple else [tag]
@@ -95,11 +100,12 @@ class Publisher:
         self.keys = keys
         self.timeout = timeout
         self._dead_letters = dead_letter_queue(keys)
-        self._queues: dict[str, Queue] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: set[Any] = set()
-        self._templates: dict[int, FrameTemplate | None] = {}
+        self._templates: dict[tuple[int, int], FrameTemplate | None] = {}
+        self._legacy: set[str] = set()
+        """Queues found without priorities (and warned of)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, app: Celery | None = None) -> Publisher:
@@ -109,12 +115,12 @@ class Publisher:
             timeout=settings.publish_timeout_seconds,
         )
 
-    def publish(self, job_id: str, attempt: int, queue: str) -> None:
+    def publish(self, job_id: str, attempt: int, queue: str, *, priority: int = 0) -> None:
         """Queue the message that starts ``attempt`` of the job.
 
         :raises BrokerUnavailableError: the broker is down, hung, or did not confirm.
         """
-        [error] = self.publish_many([Message(job_id, attempt, queue)])
+        [error] = self.publish_many([Message(job_id, attempt, queue, priority)])
         if error is not None:
             raise error
 
@@ -163,14 +169,12 @@ class Publisher:
         state.by_task.clear()
         frames: list[bytes] = []
         for index, message in enumerate(messages):
-            target = self._queue(message.queue)
-            if message.queue not in state.declared:
+            target = state.declared.get(message.queue)
+            if target is None:
                 self._write(state, frames)  # what came before goes first
-                for entity in (self._dead_letters, target):
-                    entity(channel).declare()
-                state.declared.add(message.queue)
+                target = self._declare(state, message.queue)
             task_id = str(uuid.uuid4())
-            template = self._template(channel, message.attempt)
+            template = self._template(channel, message.attempt, message.priority)
             if template is not None and len(message.job_id) == ID_LENGTH:
                 frames.append(
                     template.frames(
@@ -216,23 +220,40 @@ class Publisher:
             self._drop()
         return outcomes
 
-    def _template(self, channel: Any, attempt: int) -> FrameTemplate | None:
-        """The frame template of messages for ``attempt``; None where one cannot be made,
-        and the library encodes each message itself."""
-        if attempt not in self._templates:
+    def _declare(self, state: _Channel, name: str) -> Queue:
+        """Declare the queue ``name`` (and the dead letters) on the channel's connection:
+        with priorities, or as an earlier release left it."""
+        self._dead_letters(state.channel).declare()
+        target: Queue = queue_for(state.connection, self.keys, name)
+        if not has_priorities(target):
+            with self._lock:
+                first = name not in self._legacy
+                self._legacy.add(name)
+            if first:
+                logger.warning("%s", legacy_queue_warning(name))
+        state.declared[name] = target
+        return target
+
+    def _template(self, channel: Any, attempt: int, priority: int) -> FrameTemplate | None:
+        """The frame template of messages for ``attempt`` at ``priority``; None where one
+        cannot be made, and the library encodes each message itself."""
+        key = (attempt, priority)
+        if key not in self._templates:
 
             def encode(task_id: str, job_id: str) -> tuple[bytes, bytes]:
-                message = Message(job_id, attempt, "")
+                message = Message(job_id, attempt, "", priority)
                 return serialized(self._amqp_message(channel, message, task_id))
 
             try:
-                self._templates[attempt] = FrameTemplate(
+                self._templates[key] = FrameTemplate(
                     encode, sample_task=str(uuid.uuid4()), sample_job=str(uuid.uuid4())
                 )
             except ValueError:
-                logger.warning("messages of attempt %d are encoded one by one", attempt)
-                self._templates[attempt] = None
-        return self._templates[attempt]
+                logger.warning(
+                    "messages of attempt %d, priority %d are encoded one by one", attempt, priority
+                )
+                self._templates[key] = None
+        return self._templates[key]
 
     @staticmethod
     def _write(state: _Channel, frames: list[bytes]) -> None:
@@ -252,13 +273,9 @@ class Publisher:
         )
         content_type, content_encoding, data = dumps(body, serializer="json")
         properties = {**properties, "delivery_mode": PERSISTENT}
-        return channel.prepare_message(data, 0, content_type, content_encoding, headers, properties)
-
-    def _queue(self, name: str) -> Queue:
-        target = self._queues.get(name)
-        if target is None:
-            target = self._queues.setdefault(name, job_queue(self.keys, name))
-        return target
+        return channel.prepare_message(
+            data, message.priority, content_type, content_encoding, headers, properties
+        )
 
     def _channel(self) -> _Channel:
         state: _Channel | None = getattr(self._local, "state", None)
@@ -313,7 +330,7 @@ def _returned(
         state.outcomes[index] = BrokerUnavailableError(
             f"the broker could not route the message to {routing_key}: {exc}"
         )
-    state.declared.discard(routing_key)  # declared again with the next message for it
+    state.declared.pop(routing_key, None)  # declared again with the next message for it
 
 
 def _stale_connection(exc: BaseException) -> bool:
