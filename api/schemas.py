@@ -8,15 +8,20 @@ the OpenAPI document is their union, so the two cannot describe different bodies
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
     create_model,
     field_validator,
 )
@@ -24,10 +29,13 @@ from pydantic_core import PydanticCustomError
 
 from api.keys import Role
 from orchestrator_core import InvalidBatchError, Job, JobType, Plugins, State, UnknownJobTypeError
+from orchestrator_core.flow import MAX_CONCURRENCY, MAX_KEY_LENGTH, MAX_PRIORITY
 from orchestrator_core.models import MAX_BATCH_JOBS
 
 MAX_ATTEMPTS_LIMIT = 100
 """The largest ``max_attempts`` a submission may ask for."""
+MAX_DELAY_SECONDS = 366 * 86400
+"""The furthest ahead a job may be asked to start, by ``delay`` or ``run_at``."""
 
 JobPublic = Job
 
@@ -44,6 +52,73 @@ class JobCreate(BaseModel):
     type: str = Field(min_length=1, max_length=200)
     payload: Any
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT, strict=True)
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PRIORITY,
+        strict=True,
+        description="0..9, higher starts first among the waiting jobs of its queue; "
+        "default: the type's (with its override)",
+    )
+    concurrency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        strict=True,
+        description="what the type's per-key limits count by, e.g. a tenant id",
+    )
+    delay: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        allow_inf_nan=False,
+        strict=True,
+        description="seconds to wait before the job may start (not with run_at)",
+    )
+    run_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the job may start: an RFC 3339 timestamp with its offset, e.g. "
+        "2026-01-01T12:00:00Z (not with delay)",
+    )
+
+    @field_validator("run_at", mode="wrap")
+    @classmethod
+    def _instant(
+        cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if info.data.get("delay") is not None:
+            raise PydanticCustomError("delay_and_run_at", "give delay or run_at, not both")
+        bad = PydanticCustomError(
+            "run_at",
+            "run_at must be an RFC 3339 timestamp with its offset, e.g. "
+            "2026-01-01T12:00:00Z or 2026-01-01T13:00:00+01:00",
+        )
+        if not isinstance(value, str):
+            raise bad  # pydantic would take a number as seconds since the epoch
+        try:
+            instant: datetime = handler(value)
+        except ValidationError:
+            raise bad from None
+        if instant.timestamp() - time.time() > MAX_DELAY_SECONDS:
+            raise PydanticCustomError(
+                "run_at_too_far",
+                "run_at may be at most {days} days ahead",
+                {"days": MAX_DELAY_SECONDS // 86400},
+            )
+        return instant
+
+    def not_before_us(self) -> int | None:
+        """When the job may start, in microseconds since the epoch; None for at once (no
+        ``delay`` or ``run_at``, or one already past). A delay counts from now."""
+        if self.delay is not None:
+            at = time.time() + self.delay
+        elif self.run_at is not None:
+            at = self.run_at.timestamp()
+        else:
+            return None
+        return int(at * 1_000_000) if at > time.time() else None
 
 
 class JobCreateAny(JobCreate):
@@ -203,6 +278,30 @@ class JobTypePublic(BaseModel):
     retry_backoff: float
     retry_backoff_max: float
     plugin: PluginPublic
+    priority: int
+    """The effective values of the flow control: the type's own, with ``overrides`` put
+    over them."""
+    concurrency: int | None
+    concurrency_per_key: int | None
+    rate_limit: str | None
+    rate_limit_per_key: str | None
+    paused: bool
+    overrides: dict[str, Any]
+    """What ``PATCH /job-types/{name}`` stored, ``{}`` when nothing."""
+
+
+class JobTypeUpdate(BaseModel):
+    """The body of ``PATCH /job-types/{name}``, as the OpenAPI document shows it: any of
+    these fields; null removes that override. ``flow.parse_override`` validates it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: int | None = Field(default=None, ge=0, le=MAX_PRIORITY)
+    concurrency: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
+    concurrency_per_key: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
+    rate_limit: str | None = Field(default=None, examples=["20/s", "100/m", "5/h"])
+    rate_limit_per_key: str | None = Field(default=None, examples=["1/s"])
+    paused: bool | None = None
 
 
 class Readiness(BaseModel):

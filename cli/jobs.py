@@ -1,10 +1,11 @@
-"""The commands of a submitter: ``submit``, ``get``, ``cancel``, ``jobs`` and ``events``,
-each a call of the Python client against ``ORCHESTRATOR_API_URL``."""
+"""The commands of a submitter: ``submit``, ``get``, ``cancel``, ``rerun``, ``jobs`` and
+``events``, each a call of the Python client against ``ORCHESTRATOR_API_URL``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ from cli.arguments import (
     json_object,
     positive,
 )
+from orchestrator_core.exceptions import ApiError
+from orchestrator_core.flow import MAX_PRIORITY
 from orchestrator_core.models import MAX_BATCH_JOBS
 from orchestrator_core.settings import load_settings
 from orchestrator_core.states import State
@@ -34,6 +37,7 @@ def add_commands(commands: Commands) -> None:
     _add_submit(commands)
     _add_get(commands)
     _add_cancel(commands)
+    _add_rerun(commands)
     _add_jobs(commands)
     _add_events(commands)
 
@@ -73,6 +77,27 @@ def _add_submit(commands: Commands) -> None:
         metavar="K",
         help="sent as Idempotency-Key: repeating the request returns the first job",
     )
+    command.add_argument(
+        "--priority",
+        type=priority,
+        metavar="P",
+        help=f"0..{MAX_PRIORITY}, higher starts first among waiting jobs (default: the type's)",
+    )
+    command.add_argument(
+        "--key",
+        dest="concurrency_key",
+        metavar="K",
+        help="the concurrency key the type's per-key limits count by, e.g. a tenant id",
+    )
+    when = command.add_mutually_exclusive_group()
+    when.add_argument(
+        "--delay", type=seconds, metavar="S", help="start no sooner than S seconds from now"
+    )
+    when.add_argument(
+        "--run-at",
+        metavar="TIME",
+        help="start no sooner than TIME, RFC 3339 with its offset: 2026-01-01T12:00:00Z",
+    )
     add_json_flag(command)
     command.set_defaults(handler=_with_client(_submit))
 
@@ -91,6 +116,10 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
         args.payload,
         max_attempts=args.max_attempts,
         idempotency_key=args.idempotency_key,
+        priority=args.priority,
+        concurrency_key=args.concurrency_key,
+        delay=args.delay,
+        run_at=args.run_at,
     )
     if not args.wait:
         _print_job(job, args, output.summary(job))
@@ -115,10 +144,11 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
 
 
 def _submit_batch(client: Client, args: argparse.Namespace) -> int:
-    if args.type is not None or args.wait or args.max_attempts is not None:
+    per_job = (args.max_attempts, args.priority, args.concurrency_key, args.delay, args.run_at)
+    if args.type is not None or args.wait or any(value is not None for value in per_job):
         print(
-            "orchestrator: error: --batch takes its jobs from the file alone "
-            "(no TYPE, PAYLOAD_JSON, --wait or --max-attempts)",
+            "orchestrator: error: --batch takes its jobs from the file alone (no TYPE, "
+            "PAYLOAD_JSON, --wait, --max-attempts, --priority, --key, --delay or --run-at)",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -144,8 +174,25 @@ def _add_get(commands: Commands) -> None:
 
 def _get(client: Client, args: argparse.Namespace) -> int:
     job = client.get(args.job_id)
-    _print_job(job, args, *output.details(job))
+    _print_job(job, args, *output.details(job), *_flow(job))
     return EXIT_OK
+
+
+def _flow(job: dict[str, Any]) -> list[str]:
+    """What holds the job back or where it came from, when anything does."""
+    shown = [
+        f"{label} {job[name]}"
+        for label, name in (
+            ("priority", "priority"),
+            ("key", "concurrency_key"),
+            ("not before", "not_before"),
+            ("waiting for", "waiting"),
+            ("re-run of", "rerun_of"),
+            ("schedule", "schedule"),
+        )
+        if job.get(name)
+    ]
+    return ["  ".join(shown)] if shown else []
 
 
 def _add_cancel(commands: Commands) -> None:
@@ -169,6 +216,36 @@ def _cancel(client: Client, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def _add_rerun(commands: Commands) -> None:
+    command = commands.add_parser(
+        "rerun",
+        help="run a finished job again, as a new job",
+        description="Submit a new job with the type, payload, priority and key of a job that "
+        "COMPLETED, FAILED or was CANCELLED, and print it. Exits 1 if the job has not "
+        "finished.",
+    )
+    command.add_argument("job_id", metavar="ID", type=job_id, help="the finished job's id")
+    add_json_flag(command)
+    command.set_defaults(handler=_with_client(_rerun))
+
+
+def _rerun(client: Client, args: argparse.Namespace) -> int:
+    try:
+        job = client.rerun(args.job_id)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        current = client.get(args.job_id)  # the 409's body is the document, not a detail
+        print(
+            f"orchestrator: error: job {current.get('id')} is {current.get('state')}: only a "
+            "finished job can be re-run",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    _print_job(job, args, output.summary(job), *_flow(job))
     return EXIT_OK
 
 
@@ -231,6 +308,26 @@ def _events(client: Client, args: argparse.Namespace) -> int:
         line = json.dumps(event) if args.json else output.event_line(event)
         print(line, flush=True)
     return EXIT_OK
+
+
+def priority(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_PRIORITY:
+        raise argparse.ArgumentTypeError(f"a priority is 0 to {MAX_PRIORITY}, not {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must be 0 or more, not {text}")
+    return value
 
 
 def _with_client(

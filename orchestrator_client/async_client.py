@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -19,7 +20,7 @@ import httpx
 from orchestrator_client import requests
 from orchestrator_client.base import BaseClient
 from orchestrator_client.following import Following
-from orchestrator_client.requests import Call, StreamCall
+from orchestrator_client.requests import Call, ListCall, StreamCall
 from orchestrator_client.responses import Document
 from orchestrator_client.stream import EventStreamParser, ServerEvent
 from orchestrator_client.subscription import Subscription
@@ -69,10 +70,21 @@ class AsyncClient(BaseClient):
         *,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
     ) -> Document:
         """As :meth:`Client.submit <orchestrator_client.Client.submit>`."""
         call = requests.submit(
-            type, payload, max_attempts=max_attempts, idempotency_key=idempotency_key
+            type,
+            payload,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            concurrency_key=concurrency_key,
+            delay=delay,
+            run_at=run_at,
         )
         return await self._call(call)
 
@@ -89,6 +101,22 @@ class AsyncClient(BaseClient):
     async def cancel(self, job_id: str) -> tuple[int, Document]:
         """As :meth:`Client.cancel <orchestrator_client.Client.cancel>`."""
         return await self._call(requests.cancel_job(job_id))
+
+    async def rerun(self, job_id: str) -> Document:
+        """As :meth:`Client.rerun <orchestrator_client.Client.rerun>`."""
+        return await self._call(requests.rerun_job(job_id))
+
+    async def job_types(self) -> list[Document]:
+        """As :meth:`Client.job_types <orchestrator_client.Client.job_types>`."""
+        return await self._list(requests.job_types())
+
+    async def job_type(self, name: str) -> Document:
+        """As :meth:`Client.job_type <orchestrator_client.Client.job_type>`."""
+        return await self._call(requests.job_type(name))
+
+    async def update_job_type(self, name: str, **changes: Any) -> Document:
+        """As :meth:`Client.update_job_type <orchestrator_client.Client.update_job_type>`."""
+        return await self._call(requests.update_job_type(name, changes))
 
     async def jobs(
         self,
@@ -194,6 +222,20 @@ class AsyncClient(BaseClient):
         except httpx.TransportError as exc:
             raise self._api.unreachable(exc) from exc
         return self._api.read(call, response)
+
+    async def _list(self, call: ListCall) -> list[Document]:
+        try:
+            response = await self._http.send(self._http.build_request("GET", call.path))
+        except httpx.TransportError as exc:
+            raise self._api.unreachable(exc) from exc
+        # Read here, not by the endpoint, which takes every answer for a JSON object.
+        if response.status_code not in call.expected:
+            raise self._api.refusal(response)
+        try:
+            value = response.json()
+        except ValueError:
+            value = None
+        return requests.listed(response.status_code, value)
 
     async def _stream(self, call: StreamCall) -> AsyncGenerator[ServerEvent, None]:
         parser = EventStreamParser()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from contextlib import closing
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -13,7 +14,7 @@ import httpx
 from orchestrator_client import requests
 from orchestrator_client.base import BaseClient
 from orchestrator_client.following import Following
-from orchestrator_client.requests import Call, StreamCall
+from orchestrator_client.requests import Call, ListCall, StreamCall
 from orchestrator_client.responses import Document
 from orchestrator_client.stream import EventStreamParser, ServerEvent
 from orchestrator_client.subscription import Subscription
@@ -63,13 +64,28 @@ class Client(BaseClient):
         *,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
     ) -> Document:
         """Submit a job and return its document (the original job's, for a repeated key).
 
+        :param priority: 0..9, higher first among waiting jobs; default the type's.
+        :param concurrency_key: what the type's per-key limits count by (a tenant id).
+        :param delay: seconds before the job may start; or instead
+        :param run_at: when it may start, a timezone-aware instant (or RFC 3339 text).
         :raises ApiError: 422 for an unknown type or an invalid payload, among others.
         """
         call = requests.submit(
-            type, payload, max_attempts=max_attempts, idempotency_key=idempotency_key
+            type,
+            payload,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            concurrency_key=concurrency_key,
+            delay=delay,
+            run_at=run_at,
         )
         return self._call(call)
 
@@ -99,6 +115,37 @@ class Client(BaseClient):
         :raises ApiError: 404 when there is no such job.
         """
         return self._call(requests.cancel_job(job_id))
+
+    def rerun(self, job_id: str) -> Document:
+        """Submit a new job like the finished job ``job_id`` (same type, payload, priority
+        and key); return the new job's document, whose ``rerun_of`` names the old one.
+
+        :raises ApiError: 409 when the job has not finished, 404 when there is none.
+        """
+        return self._call(requests.rerun_job(job_id))
+
+    def job_types(self) -> list[Document]:
+        """The catalog: every installed job type, with its effective limits and overrides."""
+        return self._list(requests.job_types())
+
+    def job_type(self, name: str) -> Document:
+        """The catalog entry of job type ``name``.
+
+        :raises ApiError: 404 when no such type is installed.
+        """
+        return self._call(requests.job_type(name))
+
+    def update_job_type(self, name: str, **changes: Any) -> Document:
+        """Override job type ``name``'s flow control for the whole deployment, e.g.
+        ``update_job_type("acme.mail", concurrency=5, paused=True)``; a field given as
+        None goes back to the type's own value. Return the catalog entry.
+
+        :param changes: any of priority, concurrency, concurrency_per_key, rate_limit,
+            rate_limit_per_key (``"20/s"``) and paused.
+        :raises ApiError: 422 for an unknown field or a bad value (nothing is changed),
+            404 for an unknown type.
+        """
+        return self._call(requests.update_job_type(name, changes))
 
     def jobs(
         self,
@@ -228,6 +275,20 @@ class Client(BaseClient):
         except httpx.TransportError as exc:
             raise self._api.unreachable(exc) from exc
         return self._api.read(call, response)
+
+    def _list(self, call: ListCall) -> list[Document]:
+        try:
+            response = self._http.send(self._http.build_request("GET", call.path))
+        except httpx.TransportError as exc:
+            raise self._api.unreachable(exc) from exc
+        # Read here, not by the endpoint, which takes every answer for a JSON object.
+        if response.status_code not in call.expected:
+            raise self._api.refusal(response)
+        try:
+            value = response.json()
+        except ValueError:
+            value = None
+        return requests.listed(response.status_code, value)
 
     def _stream(self, call: StreamCall) -> Generator[ServerEvent, None, None]:
         """The messages of the event stream ``call`` until the API ends it.

@@ -3,9 +3,10 @@ back from the answer, as plain values that either client sends its own way."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from orchestrator_client.responses import Document
@@ -47,17 +48,41 @@ class StreamCall:
     read_timeout: float = READ_TIMEOUT
 
 
+@dataclass(frozen=True)
+class ListCall:
+    """A ``GET`` whose answer is a JSON array of objects (``GET /job-types``)."""
+
+    path: str
+    expected: frozenset[int] = frozenset({200})
+
+
 def submit(
     type: str,
     payload: Document,
     *,
     max_attempts: int | None,
     idempotency_key: str | None,
+    priority: int | None = None,
+    concurrency_key: str | None = None,
+    delay: float | None = None,
+    run_at: datetime | str | None = None,
 ) -> Call[Document]:
-    """``POST /jobs``: 201 for a new job, 200 for the job a repeated key already made."""
+    """``POST /jobs``: 201 for a new job, 200 for the job a repeated key already made.
+
+    :param run_at: a timezone-aware instant, or its RFC 3339 text with the offset.
+    """
     body: Document = {"type": type, "payload": payload}
-    if max_attempts is not None:
-        body["max_attempts"] = max_attempts
+    if isinstance(run_at, datetime):
+        run_at = run_at.isoformat()  # a naive one keeps no offset: the API refuses it
+    for name, value in (
+        ("max_attempts", max_attempts),
+        ("priority", priority),
+        ("concurrency_key", concurrency_key),
+        ("delay", delay),
+        ("run_at", run_at),
+    ):
+        if value is not None:
+            body[name] = value
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
     return Call("POST", "/jobs", frozenset({200, 201}), _document, body=body, headers=headers)
 
@@ -80,6 +105,27 @@ def cancel_job(job_id: str) -> Call[tuple[int, Document]]:
     """``DELETE /jobs/{id}``: 202 when the job is (or will be) cancelled, 409 when it had
     already finished; the caller gets both the status and the document."""
     return Call("DELETE", job_path(job_id), frozenset({202, 409}), _status_and_document)
+
+
+def rerun_job(job_id: str) -> Call[Document]:
+    """``POST /jobs/{id}/rerun``: 201 and the new job, like the finished one."""
+    return Call("POST", f"{job_path(job_id)}/rerun", frozenset({201}), _document)
+
+
+def job_types() -> ListCall:
+    """``GET /job-types``: the catalog, each type with its effective limits."""
+    return ListCall("/job-types")
+
+
+def job_type(name: str) -> Call[Document]:
+    """``GET /job-types/{name}``."""
+    return Call("GET", job_type_path(name), frozenset({200}), _document)
+
+
+def update_job_type(name: str, changes: Mapping[str, Any]) -> Call[Document]:
+    """``PATCH /job-types/{name}``: the override's fields to set (None removes one); 200
+    and the catalog entry with the effective values."""
+    return Call("PATCH", job_type_path(name), frozenset({200}), _document, body=dict(changes))
 
 
 def list_jobs(
@@ -115,6 +161,21 @@ def job_path(job_id: str) -> str:
     """The path of job ``job_id``."""
     # Quoted whole, so an id holding "/" or "?" cannot reach another route.
     return f"/jobs/{quote(job_id, safe='')}"
+
+
+def job_type_path(name: str) -> str:
+    """The path of job type ``name``."""
+    return f"/job-types/{quote(name, safe='')}"
+
+
+def listed(status: int, value: object) -> list[Document]:
+    """The objects of a ``ListCall``'s answer.
+
+    :raises ApiError: when the answer is not a JSON array of objects.
+    """
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ApiError(f"{status} the API answered without a list of objects", status=status)
+    return value
 
 
 def _document(status: int, document: Document) -> Document:

@@ -1,4 +1,4 @@
-"""``/jobs``: read, list and cancel jobs (``submissions.py`` takes them in)."""
+"""``/jobs``: read, list, cancel and re-run jobs (``submissions.py`` takes them in)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from api.deps import Authorized, State
 from api.schemas import JobPage, JobPublic
 from orchestrator_core import Job
+from orchestrator_core.exceptions import IllegalTransitionError
 from orchestrator_core.store import MAX_PAGE, CancelOutcome
 
 router = APIRouter(tags=["jobs"], dependencies=[Authorized])
@@ -66,3 +67,24 @@ def cancel_job(job_id: str, state: State) -> Response:
         else status.HTTP_202_ACCEPTED
     )
     return document(result.job, code)
+
+
+@router.post(
+    "/jobs/{job_id}/rerun",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobPublic,
+    responses={
+        **ERRORS,
+        403: {"description": "a read-only API key"},
+        404: {"description": "no such job"},
+        409: {"model": JobPublic, "description": "the job has not finished"},
+    },
+)
+def rerun_job(job_id: str, state: State) -> Response:
+    """Submit a new job like a finished one: the same type, payload, priority and
+    concurrency key, its ``rerun_of`` naming the original."""
+    try:
+        job = state.submitter.rerun(job_id)
+    except IllegalTransitionError:
+        return document(state.store.get(job_id), status.HTTP_409_CONFLICT)
+    return document(job, status.HTTP_201_CREATED, headers={"Location": f"/jobs/{job.id}"})

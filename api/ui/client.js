@@ -116,3 +116,22 @@ export function query(params) {
   const text = search.toString();
   return text ? `?${text}` : "";
 }
+
+// --- Named calls, one per operation the pages make beyond reading a path ---
+
+/** `POST /jobs/{id}/rerun`: the new job, with the type, payload, priority and key of the
+ * finished one (a 409 ApiError, its `body` the current document, if it has not finished). */
+export function rerunJob(id, { signal } = {}) {
+  return api(`/jobs/${encodeURIComponent(id)}/rerun`, { method: "POST", signal });
+}
+
+/** `GET /job-types`: every type with its effective limits, `paused` and `overrides`. */
+export function jobTypes({ signal } = {}) {
+  return api("/job-types", { signal });
+}
+
+/** `PATCH /job-types/{name}`: overrides the type's limits for the deployment (a null
+ * value removes that field's override); the catalog entry as it now is. */
+export function updateJobType(name, changes, { signal } = {}) {
+  return api(`/job-types/${encodeURIComponent(name)}`, { method: "PATCH", body: changes, signal });
+}

@@ -1,9 +1,9 @@
-// #/jobs/<id>: one job's document, its history as a timeline, and a cancel button,
-// kept live by the job's own transition stream.
+// #/jobs/<id>: one job's document, its history as a timeline, a cancel button and, once
+// it has finished, a re-run button; kept live by the job's own transition stream.
 
 import { canWrite } from "./access.js";
-import { api, ApiError } from "./client.js";
-import { errorBox, h, jsonBlock, replace, stateBadge, time, typeHref } from "./dom.js";
+import { api, ApiError, rerunJob } from "./client.js";
+import { errorBox, h, jobHref, jsonBlock, replace, stateBadge, time, typeHref } from "./dom.js";
 import { follow, transitions } from "./sse.js";
 import { isCancellable, isSucceeded, isTerminal } from "./states.js";
 
@@ -16,10 +16,11 @@ export async function jobPage(view, jobId, { signal, live }) {
 
   const notice = h("div", { class: "notices", id: "job-notice" });
   const cancelButton = h("button", { type: "button", id: "cancel-job", class: "danger" }, "Cancel job");
+  const rerunButton = h("button", { type: "button", id: "rerun-job", title: "Submit a new job with this type, payload, priority and key" }, "Re-run");
   const body = h("div", { id: "job-body" });
   replace(
     view,
-    h("div", { class: "page-head" }, h("h1", {}, "Job ", h("span", { class: "mono" }, job.id)), cancelButton),
+    h("div", { class: "page-head" }, h("h1", {}, "Job ", h("span", { class: "mono" }, job.id)), cancelButton, rerunButton),
     notice,
     body,
   );
@@ -29,6 +30,7 @@ export async function jobPage(view, jobId, { signal, live }) {
     cancelButton.disabled = !isCancellable(job.state) || job.cancel_requested;
     cancelButton.textContent = job.cancel_requested && !finished ? "Cancelling…" : "Cancel job";
     cancelButton.hidden = !isCancellable(job.state) || !canWrite();
+    rerunButton.hidden = !finished || !canWrite();
     if (finished) notice.querySelector("[data-pending]")?.remove(); // "cancel requested" is over
     replace(body, summary(job), sections(job));
     view.dataset.state = job.state;
@@ -79,6 +81,19 @@ export async function jobPage(view, jobId, { signal, live }) {
     render();
   });
 
+  rerunButton.addEventListener("click", async () => {
+    rerunButton.disabled = true;
+    notice.replaceChildren();
+    try {
+      const fresh = await rerunJob(job.id, { signal });
+      location.hash = jobHref(fresh.id);
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      rerunButton.disabled = false;
+      replace(notice, errorBox(error));
+    }
+  });
+
   render();
   if (isTerminal(job.state)) {
     live("ended");
@@ -120,6 +135,12 @@ function summary(job) {
     row("State", stateBadge(job.state), job.cancel_requested && !isTerminal(job.state) ? " cancel requested" : ""),
     row("Type", h("a", { href: typeHref(job.type) }, job.type)),
     row("Attempts", h("span", { id: "job-attempts" }, `${job.attempts} of ${job.max_attempts}`)),
+    row("Priority", h("span", { id: "job-priority" }, String(job.priority ?? 0))),
+    job.concurrency_key ? row("Concurrency key", h("code", { id: "job-key" }, job.concurrency_key)) : null,
+    job.not_before ? row("Not before", h("span", { id: "job-not-before" }, time(job.not_before))) : null,
+    job.waiting && !isTerminal(job.state) ? row("Waiting for", h("span", { id: "job-waiting", dataset: { waiting: job.waiting } }, waitingFor(job))) : null,
+    job.rerun_of ? row("Re-run of", h("a", { id: "job-rerun-of", class: "mono", href: jobHref(job.rerun_of) }, job.rerun_of)) : null,
+    job.schedule ? row("Schedule", h("a", { id: "job-schedule", href: `#/schedules/${encodeURIComponent(job.schedule)}` }, job.schedule)) : null,
     row(
       "Progress",
       progress
@@ -135,6 +156,20 @@ function summary(job) {
     row("Finished", time(job.finished_at)),
     row("Updated", time(job.updated_at)),
   );
+}
+
+const WAITING = {
+  time: "its time",
+  concurrency: "a concurrency slot",
+  rate: "its turn under the rate limit",
+  paused: "its type to be resumed",
+  woken: "a worker (a slot has just freed)",
+};
+
+/** Why a job that could start has not: what the store says it waits for. */
+function waitingFor(job) {
+  const reason = WAITING[job.waiting] ?? job.waiting;
+  return job.waiting === "time" && job.not_before ? [reason, " (", time(job.not_before), ")"] : reason;
 }
 
 function sections(job) {
