@@ -137,9 +137,8 @@ function flow.admit(job)
     if override then
         for name, value in pairs(cjson.decode(override)) do limits[name] = value end
     end
-    local now = now_ms()
     local not_before = tonumber(job.not_before_us)
-    if not_before and not_before > now * 1000 then
+    if not_before and not_before > now_ms() * 1000 then
         return nil, park(job, 'time', deferred_key, math.ceil(not_before / 1000))
     end
     if limits.paused then
@@ -170,6 +169,7 @@ function flow.admit(job)
         -- is given the next free instant, and waits for it; it keeps that reservation if
         -- it comes back within half an interval of it (later, it asks anew), so no window
         -- of a period ever holds more than the limit and one.
+        local now = now_ms()
         local reserved = tonumber(job.rate_at)
         local grace = math.min(every or math.huge, every_key or math.huge) / 2
         if not (reserved and now >= reserved and now <= reserved + grace) then
