@@ -22,6 +22,8 @@ from orchestrator_core.exceptions import (
     JobError,
     JobNotFoundError,
     OrchestratorError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
     StoreUnavailableError,
     TooManyStreamsError,
     UnknownJobTypeError,
@@ -50,8 +52,10 @@ def _response(status_code: int, detail: object, **headers: str) -> JSONResponse:
 
 async def _orchestrator_error(request: Request, exc: Exception) -> JSONResponse:
     job_id = getattr(exc, "job_id", None)
-    if isinstance(exc, JobNotFoundError):
+    if isinstance(exc, JobNotFoundError | ScheduleNotFoundError):
         return _response(status.HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, ScheduleExistsError):
+        return _response(status.HTTP_409_CONFLICT, str(exc))
     if isinstance(exc, InvalidBatchError):
         return _response(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.detail)
     if isinstance(exc, UnknownJobTypeError):

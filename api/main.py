@@ -14,6 +14,7 @@ from api.limits import BodyLimit
 from api.routes import auth, events, health, job_types, jobs, metrics, states, submissions
 from api.routes import plugins as plugin_report
 from api.routes import reference as api_reference
+from api.routes import schedules as cron_schedules
 from api.routes import ui as dashboard
 from api.shutdown import ending_streams
 from api.state import ApiState
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, plugins: Plugins | None = No
     app.add_middleware(RequestTiming, histogram=state.metrics.requests)  # outermost: sees all
     app.include_router(submissions.router)
     app.include_router(jobs.router)
+    app.include_router(cron_schedules.router)
     app.include_router(events.router)
     app.include_router(job_types.router)
     app.include_router(states.router)

@@ -1,9 +1,9 @@
 """The ``orchestrator`` command (DESIGN section 7).
 
-Each command module (``services``, ``plugins``, ``jobs``, ``types``, ``queues``) adds its
-subcommands with ``add_commands``: one ``_add_<name>`` function per subcommand declares
-its arguments and sets ``handler``, a function taking the parsed arguments and returning
-the exit code.
+Each command module (``services``, ``plugins``, ``jobs``, ``types``, ``schedules``,
+``queues``) adds its subcommands with ``add_commands``: one ``_add_<name>`` function per
+subcommand declares its arguments and sets ``handler``, a function taking the parsed
+arguments and returning the exit code.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import jobs, plugins, queues, services, types
+from cli import jobs, plugins, queues, schedules, services, types
 from cli.arguments import EXIT_FAILED, EXIT_USAGE
 from orchestrator_core.exceptions import ConfigurationError
 
@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     plugins.add_commands(commands)
     services.add_commands(commands)
     jobs.add_commands(commands)
+    schedules.add_commands(commands)
     types.add_commands(commands)
     queues.add_commands(commands)
     return parser

@@ -233,6 +233,28 @@ class SealedPayloadError(JobError):
     run with masked values."""
 
 
+class ScheduleNotFoundError(OrchestratorError, LookupError):
+    """Raised when no cron schedule has the given name.
+
+    :ivar name: the name asked for.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
+class ScheduleExistsError(OrchestratorError):
+    """Raised when a cron schedule is created with a name that is already taken.
+
+    :ivar name: the contested name.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a schedule named {name!r} already exists")
+        self.name = name
+
+
 class SerializationError(OrchestratorError, ValueError):
     """Raised when a payload or a result cannot be stored as JSON."""
 

@@ -9,16 +9,20 @@ import threading
 from collections.abc import Sequence
 
 from orchestrator_core import Settings, UnknownJobTypeError, load_plugins
-from orchestrator_core.dispatch.broker import dead_letter_queue, job_queue, queue_name
+from orchestrator_core.dispatch.broker import consumed_queues, dead_letter_queue, queue_name
 from orchestrator_core.dispatch.publisher import Publisher
+from orchestrator_core.dispatch.submission import Submitter
 from orchestrator_core.dispatch.sweeper import Sweeper
 from orchestrator_core.sealing import Sealer
 from orchestrator_core.store import JobStore
 from orchestrator_core.store.connection import connect_redis
 from orchestrator_core.store.keys import Keys
+from orchestrator_core.store.schedules import ScheduleStore
 from orchestrator_core.telemetry.heartbeats import HEARTBEAT_SECONDS, WorkerBeat
 from worker.app import create_app
 from worker.heartbeat import Heartbeat
+from worker.listener import ChannelListener
+from worker.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ def run_worker(
     keys = Keys(settings.prefix)
     queues = sorted({queue_name(keys, job_type) for job_type in served})
     app = create_app(settings, plugins)
-    app.conf.task_queues = [job_queue(keys, name) for name in queues]
+    app.conf.task_queues = consumed_queues(app, keys, queues)
     with app.connection_for_write() as connection:
         dead_letter_queue(keys)(connection.default_channel).declare()
 
@@ -60,14 +64,28 @@ def run_worker(
         Publisher.from_settings(settings),
         visibility_seconds=settings.lease_seconds,
     )
+    # A deferred job that falls due sooner than the sweep would look is announced, so
+    # it starts within milliseconds of its time (a freed slot's waiter, say).
+    wake = threading.Event()
+    waking = ChannelListener(store.redis, keys.wake_channel, on_message=lambda _: wake.set())
+    waking.start()
     sweeping = threading.Thread(
         target=sweeper.run,
         args=(stop,),
-        kwargs={"interval": settings.sweep_interval_seconds},
+        kwargs={"interval": settings.sweep_interval_seconds, "wake": wake},
         name="sweeper",
         daemon=True,
     )
     sweeping.start()
+    # Every worker fires the due cron schedules; the idempotency key of each fire makes
+    # one job of it however many fire it at once.
+    scheduler = Scheduler(
+        ScheduleStore(store.redis, keys),
+        Submitter(store, Publisher.from_settings(settings), sealer=Sealer.from_settings(settings)),
+        plugins,
+    )
+    scheduling = threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True)
+    scheduling.start()
     node = f"orchestrator-{os.getpid()}@{socket.gethostname()}"
     heartbeat = Heartbeat(
         connect_redis(settings),
@@ -103,8 +121,11 @@ def run_worker(
         worker.start()
     finally:
         stop.set()
+        wake.set()
+        waking.stop()
         sweeping.join(timeout=5)
         beating.join(timeout=5)
+        scheduling.join(timeout=5)
     return int(worker.exitcode or 0)
 
 

@@ -3,6 +3,7 @@
 //   #/jobs/<id>                            one job
 //   #/types[/<name>]                       the job-type catalog and its forms
 //   #/plugins                              the plugin load report
+//   #/schedules                            the cron schedules and their form
 
 import { canWrite, loadAccess } from "./access.js";
 import { apiKey, forgetKey, onKeyNeeded } from "./client.js";
@@ -10,6 +11,7 @@ import { errorBox, h, replace } from "./dom.js";
 import { jobPage } from "./job.js";
 import { jobsPage } from "./jobs.js";
 import { pluginsPage } from "./plugins.js";
+import { schedulesPage } from "./schedules.js";
 import { loadStates } from "./states.js";
 import { typesPage } from "./types.js";
 
@@ -105,6 +107,9 @@ async function route() {
     } else if (section === "plugins") {
       document.title = "plugins · orchestrator";
       await pluginsPage(view, context);
+    } else if (section === "schedules") {
+      document.title = "schedules · orchestrator";
+      await schedulesPage(view, context);
     } else {
       replace(view, h("p", { class: "notice error" }, "No such page. "), h("a", { href: "#/jobs" }, "Go to the jobs"));
     }
