@@ -20,7 +20,7 @@ import httpx
 from orchestrator_client import requests
 from orchestrator_client.base import BaseClient
 from orchestrator_client.following import Following
-from orchestrator_client.requests import Call, ListCall, StreamCall
+from orchestrator_client.requests import Call, StreamCall
 from orchestrator_client.responses import Document
 from orchestrator_client.stream import EventStreamParser, ServerEvent
 from orchestrator_client.subscription import Subscription
@@ -108,7 +108,7 @@ class AsyncClient(BaseClient):
 
     async def job_types(self) -> list[Document]:
         """As :meth:`Client.job_types <orchestrator_client.Client.job_types>`."""
-        return await self._list(requests.job_types())
+        return await self._call(requests.job_types())
 
     async def job_type(self, name: str) -> Document:
         """As :meth:`Client.job_type <orchestrator_client.Client.job_type>`."""
@@ -222,20 +222,6 @@ class AsyncClient(BaseClient):
         except httpx.TransportError as exc:
             raise self._api.unreachable(exc) from exc
         return self._api.read(call, response)
-
-    async def _list(self, call: ListCall) -> list[Document]:
-        try:
-            response = await self._http.send(self._http.build_request("GET", call.path))
-        except httpx.TransportError as exc:
-            raise self._api.unreachable(exc) from exc
-        # Read here, not by the endpoint, which takes every answer for a JSON object.
-        if response.status_code not in call.expected:
-            raise self._api.refusal(response)
-        try:
-            value = response.json()
-        except ValueError:
-            value = None
-        return requests.listed(response.status_code, value)
 
     async def _stream(self, call: StreamCall) -> AsyncGenerator[ServerEvent, None]:
         parser = EventStreamParser()

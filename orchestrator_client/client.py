@@ -14,7 +14,7 @@ import httpx
 from orchestrator_client import requests
 from orchestrator_client.base import BaseClient
 from orchestrator_client.following import Following
-from orchestrator_client.requests import Call, ListCall, StreamCall
+from orchestrator_client.requests import Call, StreamCall
 from orchestrator_client.responses import Document
 from orchestrator_client.stream import EventStreamParser, ServerEvent
 from orchestrator_client.subscription import Subscription
@@ -126,7 +126,7 @@ class Client(BaseClient):
 
     def job_types(self) -> list[Document]:
         """The catalog: every installed job type, with its effective limits and overrides."""
-        return self._list(requests.job_types())
+        return self._call(requests.job_types())
 
     def job_type(self, name: str) -> Document:
         """The catalog entry of job type ``name``.
@@ -275,20 +275,6 @@ class Client(BaseClient):
         except httpx.TransportError as exc:
             raise self._api.unreachable(exc) from exc
         return self._api.read(call, response)
-
-    def _list(self, call: ListCall) -> list[Document]:
-        try:
-            response = self._http.send(self._http.build_request("GET", call.path))
-        except httpx.TransportError as exc:
-            raise self._api.unreachable(exc) from exc
-        # Read here, not by the endpoint, which takes every answer for a JSON object.
-        if response.status_code not in call.expected:
-            raise self._api.refusal(response)
-        try:
-            value = response.json()
-        except ValueError:
-            value = None
-        return requests.listed(response.status_code, value)
 
     def _stream(self, call: StreamCall) -> Generator[ServerEvent, None, None]:
         """The messages of the event stream ``call`` until the API ends it.

@@ -72,11 +72,11 @@ class Endpoint:
         """What the caller of ``call`` gets from ``response``, read in full.
 
         :raises ApiError: for a status ``call`` does not expect, or a body that is not a
-            JSON object.
+            JSON object (an array of them, for a listing).
         """
         if response.status_code not in call.expected:
             raise self.refusal(response)
-        document = responses.document(response, base_url=self.base_url)
+        document = responses.document(response, base_url=self.base_url, listing=call.listing)
         return call.result(response.status_code, document)
 
     def refusal(self, response: httpx.Response) -> ApiError:

@@ -28,10 +28,13 @@ class Call(Generic[T]):
     method: str
     path: str
     expected: frozenset[int]
-    result: Callable[[int, Document], T]
+    result: Callable[[int, Any], T]
+    """Given the status and the answer's JSON object (its array, for a listing)."""
     params: dict[str, str | int] = field(default_factory=dict)
     body: Document | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    listing: bool = False
+    """The answer is a JSON array of objects (``GET /job-types``), not an object."""
 
 
 @dataclass(frozen=True)
@@ -46,14 +49,6 @@ class StreamCall:
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     read_timeout: float = READ_TIMEOUT
-
-
-@dataclass(frozen=True)
-class ListCall:
-    """A ``GET`` whose answer is a JSON array of objects (``GET /job-types``)."""
-
-    path: str
-    expected: frozenset[int] = frozenset({200})
 
 
 def submit(
@@ -112,9 +107,9 @@ def rerun_job(job_id: str) -> Call[Document]:
     return Call("POST", f"{job_path(job_id)}/rerun", frozenset({201}), _document)
 
 
-def job_types() -> ListCall:
+def job_types() -> Call[list[Document]]:
     """``GET /job-types``: the catalog, each type with its effective limits."""
-    return ListCall("/job-types")
+    return Call("GET", "/job-types", frozenset({200}), _listed, listing=True)
 
 
 def job_type(name: str) -> Call[Document]:
@@ -168,14 +163,8 @@ def job_type_path(name: str) -> str:
     return f"/job-types/{quote(name, safe='')}"
 
 
-def listed(status: int, value: object) -> list[Document]:
-    """The objects of a ``ListCall``'s answer.
-
-    :raises ApiError: when the answer is not a JSON array of objects.
-    """
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise ApiError(f"{status} the API answered without a list of objects", status=status)
-    return value
+def _listed(status: int, items: list[Document]) -> list[Document]:
+    return items
 
 
 def _document(status: int, document: Document) -> Document:

@@ -14,20 +14,25 @@ Document = dict[str, Any]
 API said."""
 
 
-def document(response: httpx.Response, *, base_url: str) -> Document:
-    """The JSON object ``response`` holds.
+def document(response: httpx.Response, *, base_url: str, listing: bool = False) -> Any:
+    """The JSON object ``response`` holds, or with ``listing`` its JSON array of objects.
 
-    :raises ApiError: with the response's status, when its body is not a JSON object
-        (a proxy's page, say).
+    :raises ApiError: with the response's status, when its body is not that (a proxy's
+        page, say).
     """
     try:
         value = response.json()
     except ValueError:
         value = None
-    if not isinstance(value, dict):
+    if listing:
+        wanted = "a JSON array of objects"
+        good = isinstance(value, list) and all(isinstance(item, dict) for item in value)
+    else:
+        wanted, good = "a JSON object", isinstance(value, dict)
+    if not good:
         raise ApiError(
             f"{response.status_code} the API at {base_url} answered with something "
-            f"other than a JSON object: {one_line(response.text)[:200]!r}",
+            f"other than {wanted}: {one_line(response.text)[:200]!r}",
             status=response.status_code,
             detail=response.text[:200],
         )
