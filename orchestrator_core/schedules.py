@@ -36,7 +36,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from orchestrator_core.models import Timestamp
 
@@ -142,6 +142,10 @@ class Cron:
 Name = Annotated[
     str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=f"^{NAME_PATTERN.pattern}$")
 ]
+CronText = Annotated[str, AfterValidator(check_cron)]
+"""A standard 5-field cron expression, checked."""
+ZoneName = Annotated[str, AfterValidator(lambda name: zone(name).key)]
+"""An IANA time zone name that resolves here."""
 Priority = Annotated[int, Field(ge=0, le=9, strict=True)]
 ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
 
@@ -152,8 +156,8 @@ class ScheduleSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Name
-    cron: str
-    timezone: str = "UTC"
+    cron: CronText
+    timezone: ZoneName = "UTC"
     type: str = Field(min_length=1, max_length=200)
     payload: dict[str, Any]
     priority: Priority | None = None
@@ -161,16 +165,6 @@ class ScheduleSpec(BaseModel):
     concurrency_key: ConcurrencyKey | None = None
     enabled: bool = True
 
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return check_cron(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        zone(value)
-        return value
 
     @functools.cached_property
     def rule(self) -> Cron:

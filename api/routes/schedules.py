@@ -21,11 +21,11 @@ from api.state import ApiState
 from orchestrator_core.models import Timestamp
 from orchestrator_core.schedules import (
     ConcurrencyKey,
+    CronText,
     Priority,
     Schedule,
     ScheduleSpec,
-    check_cron,
-    zone,
+    ZoneName,
 )
 from orchestrator_core.store.schedules import ScheduleStore
 
@@ -74,8 +74,8 @@ class ScheduleUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cron: str | None = None
-    timezone: str | None = None
+    cron: CronText | None = None
+    timezone: ZoneName | None = None
     type: str | None = Field(default=None, min_length=1, max_length=200)
     payload: dict[str, Any] | None = None
     priority: Priority | None = None
@@ -87,17 +87,6 @@ class ScheduleUpdate(BaseModel):
     def _not_null(cls, value: object) -> object:
         if value is None:
             raise ValueError("cannot be null; leave the field out to keep its value")
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return check_cron(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        zone(value)
         return value
 
 
