@@ -51,6 +51,12 @@ DOCUMENT_FIELDS = {
     "error",
     "progress",
     "history",
+    "priority",
+    "concurrency_key",
+    "not_before",
+    "waiting",
+    "rerun_of",
+    "schedule",
 }
 
 

@@ -229,14 +229,16 @@ def test_delayed_jobs_start_on_time_survive_restarts_and_cancel_at_once(
 
 
 def test_waiters_start_by_priority_then_age(workers: Workers, jobs: Jobs) -> None:
-    workers.start(concurrency=4, types="wt.limited")
-    blockers = [jobs.submit("wt.limited", {"seconds": 1.0}).id for _ in range(3)]
-    for job_id in blockers:
-        jobs.wait(job_id, State.RUNNING)
-    low = [jobs.submit("wt.limited", {"seconds": 0.05}, priority=1).id for _ in range(4)]
-    high = [jobs.submit("wt.limited", {"seconds": 0.05}, priority=8).id for _ in range(4)]
+    # One slot, so that the starts come one at a time, in the order the waiters are woken.
+    jobs.store.override("wt.free", {"concurrency": 1})
+    workers.start(concurrency=3, types="wt.free")
+    blocker = jobs.submit("wt.free", {"seconds": 1.0}).id
+    jobs.wait(blocker, State.RUNNING)
+    low = [jobs.submit("wt.free", {"seconds": 0.02}, priority=1).id for _ in range(4)]
+    high = [jobs.submit("wt.free", {"seconds": 0.02}, priority=8).id for _ in range(4)]
     for job_id in low + high:
         jobs.wait(job_id, lambda job: job.waiting == "concurrency")
-    finished = settle(jobs, blockers + low + high, timeout=60)
-    started = {job.id: job.started_at.timestamp() for job in finished if job.started_at}
-    assert max(started[j] for j in high) < min(started[j] for j in low)
+    finished = settle(jobs, [blocker, *low, *high], timeout=60)
+    started = {job.id: job.history[1].at for job in finished}
+    order = sorted(low + high, key=lambda job_id: started[job_id])
+    assert order == high + low
