@@ -3,6 +3,7 @@ scheduler of faults kills, pauses and fails its parts over; then a checker, in t
 of Jepsen's total-queue, reads every job the API acknowledged and says what went wrong.
 
     python -m tests.chaos [--seed N] [--seconds S] [--rate R]
+    python -m tests.chaos --soak [--seconds S] [--rate R] [--every E]   # memory, no faults
 
 The deployment is two ``orchestrator api`` processes and three ``orchestrator worker``
 processes on a key prefix and queues of the run's own, on the Redis and RabbitMQ a
@@ -45,6 +46,7 @@ import httpx
 if __package__ in (None, "", "tests"):  # run as a module: the test helpers are top-level
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from brokers import descendants
 from cleanup import delete_broker_objects, delete_keys, job_queues
 from processes import free_port, stop_group
 
@@ -59,6 +61,7 @@ LEASE_SECONDS = 3.0
 """Short, so that a killed or paused worker's jobs are taken over within the run."""
 HORIZON_SECONDS = 60.0
 """How long after the load every acknowledged job has to finish."""
+SOAK_RETENTION_SECONDS = 60
 FAULT_GRACE_SECONDS = 5.0
 """A failed request up to this long after a fault ended counts as the fault's."""
 
@@ -482,6 +485,65 @@ def _windows(instants: list[float], gap: float = 1.0) -> list[tuple[float, float
     return spans
 
 
+# --- the soak --------------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and every process below it (a worker's pool), MiB."""
+    total = 0
+    for each in {pid, *descendants(pid)}:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def sample_memory(
+    deployment: Deployment, store: JobStore, stop: threading.Event, every: float
+) -> list[dict[str, float]]:
+    """Every ``every`` seconds until ``stop``: each process's RSS and Redis's used_memory."""
+    samples: list[dict[str, float]] = []
+    began = time.monotonic()
+    while True:
+        sample = {"t": time.monotonic() - began}
+        for process in (*deployment.apis, *deployment.workers):
+            if process.popen is not None:
+                sample[process.name] = rss_mib(process.popen.pid)
+        sample["redis used_memory"] = int(store.redis.info("memory")["used_memory"]) / 2**20
+        samples.append(sample)
+        if stop.wait(every):
+            return samples
+
+
+def soak(settings: Settings, logs: Path, *, seconds: float, rate: float, every: float) -> str:
+    """The load without faults for ``seconds``; returns the memory table (MiB)."""
+    store = JobStore.from_settings(settings)
+    # Finished jobs are deleted after a minute, so a steady load finds the store's steady size.
+    kept = Topology(env={"ORCHESTRATOR_RETENTION_SECONDS": str(SOAK_RETENTION_SECONDS)})
+    with deployed(settings, kept, logs) as deployment:
+        stop = threading.Event()
+        samples: list[dict[str, float]] = []
+        sampler = threading.Thread(
+            target=lambda: samples.extend(sample_memory(deployment, store, stop, every)),
+            daemon=True,
+        )
+        sampler.start()
+        try:
+            load = asyncio.run(offer(deployment.urls, rate=rate, seconds=seconds, seed=0))
+        finally:
+            stop.set()
+            sampler.join()
+    names = [name for name in samples[0] if name != "t"]
+    rows = ["  t (s)  " + "  ".join(f"{name:>17}" for name in names)]
+    rows += [
+        f"{sample['t']:7.0f}  " + "  ".join(f"{sample.get(name, 0):17.1f}" for name in names)
+        for sample in samples
+    ]
+    rows.append(f"jobs acknowledged: {len(load.acks)}; failed requests: {len(load.refusals)}")
+    return "\n".join(rows)
+
+
 # --- the run ---------------------------------------------------------------------------
 
 
@@ -522,10 +584,24 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument(
+        "--soak", action="store_true", help="no faults: report memory over time instead"
+    )
+    parser.add_argument("--every", type=float, default=60.0, help="soak: seconds per sample")
     options = parser.parse_args()
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(10**6)
     settings = load_settings(prefix=f"chaos-{uuid.uuid4().hex[:8]}")
     logs = Path(tempfile.mkdtemp(prefix=f"{settings.prefix}-"))
+    if options.soak:
+        try:
+            table = soak(
+                settings, logs, seconds=options.seconds, rate=options.rate, every=options.every
+            )
+        finally:
+            clean_up(settings)
+        print(f"soak, {options.seconds:.0f} s at {options.rate:.0f} jobs/s, memory in MiB")
+        print(table)
+        return 0
     try:
         report = run(
             settings, Topology(), logs, seed=seed, seconds=options.seconds, rate=options.rate
