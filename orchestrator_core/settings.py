@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator_core.exceptions import ConfigurationError
@@ -36,6 +36,25 @@ class Settings(BaseSettings):
     """The key the command-line client sends as `Authorization: Bearer <key>`."""
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+    redis_sentinels: CommaList = ()
+    """Redis Sentinels (``host:port``, comma-separated) that say which Redis is the
+    primary; set, ``redis_url`` gives only the database, password and TLS to use there."""
+    redis_sentinel_master: str | None = None
+    """The name the Sentinels know the primary by (needed with ``redis_sentinels``)."""
+    redis_sentinel_password: SecretStr | None = None
+    """The Sentinels' own password, when they have one (the primary's is ``redis_url``'s)."""
+    redis_wait_replicas: int = Field(default=0, ge=0)
+    """With more than 0, every write of the store waits (``WAIT``) until this many replicas
+    have it, so an acknowledged write survives the loss of the primary alone; past
+    ``redis_wait_timeout_seconds`` the caller gets a Redis error (the write may be kept)."""
+    redis_wait_timeout_seconds: float = Field(default=0.1, gt=0)
+    """How long a write waits for its replicas (``redis_wait_replicas``)."""
+    queue_type: Literal["classic", "quorum"] = "classic"
+    """How job queues are declared: ``quorum`` replicates them across a RabbitMQ cluster
+    (a queue keeps the type it was first declared with)."""
+    queue_delivery_limit: int = Field(default=20, ge=1)
+    """For quorum queues: deliveries of one message before the broker dead-letters it."""
 
     redis_socket_timeout: float = Field(default=2.0, gt=0)
     """Seconds to wait for a Redis reply before giving up with StoreUnavailableError."""
@@ -107,6 +126,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "plugins",
+        "redis_sentinels",
         "api_keys",
         "readonly_api_keys",
         "payload_key",
@@ -116,6 +136,32 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not a Sentinel address such as 10.0.0.5:26379")
+        return value
+
+    @model_validator(mode="after")
+    def _sentinel_master(self) -> Settings:
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError(
+                "ORCHESTRATOR_REDIS_SENTINEL_MASTER must name the primary that "
+                "ORCHESTRATOR_REDIS_SENTINELS watch"
+            )
+        if (
+            self.redis_wait_replicas
+            and self.redis_wait_timeout_seconds >= self.redis_socket_timeout
+        ):
+            raise ValueError(
+                "ORCHESTRATOR_REDIS_WAIT_TIMEOUT_SECONDS must be shorter than "
+                "ORCHESTRATOR_REDIS_SOCKET_TIMEOUT, or a write's wait reads as Redis hanging"
+            )
+        return self
 
     @field_validator("http_allow_networks")
     @classmethod
@@ -140,6 +186,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(
             f"ORCHESTRATOR_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else str(err["msg"]).removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None

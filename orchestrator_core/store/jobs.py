@@ -85,6 +85,8 @@ class JobStore:
     :param retention_by_type: the job types whose own ``retention`` overrides it.
     :param limits_by_type: the installed job types' own flow control (``JobType.limits``),
         which each start is checked against, with the operators' overrides over it.
+    :param wait_replicas: with more than 0, each write returns once that many replicas
+        have it (``WAIT``), or fails past ``wait_timeout`` seconds.
     """
 
     def __init__(
@@ -101,6 +103,8 @@ class JobStore:
         retention_seconds: float = 7 * 24 * 3600.0,
         retention_by_type: Mapping[str, float] | None = None,
         limits_by_type: Mapping[str, Limits] | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
     ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
@@ -131,6 +135,8 @@ class JobStore:
             retention_by_type={
                 name: keep for name, keep in by_type.items() if keep != retention_ms
             },
+            replicas=wait_replicas,
+            replica_timeout=wait_timeout,
         )
 
     @classmethod
@@ -154,6 +160,8 @@ class JobStore:
                 if plugins is not None
                 else None
             ),
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout=settings.redis_wait_timeout_seconds,
         )
 
     # --- reading ------------------------------------------------------------------

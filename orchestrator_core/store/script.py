@@ -69,10 +69,17 @@ def template() -> str:
     return "\n".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in PARTS)
 
 
+SHEBANG = "#!lua\n"
+"""Declares the script (with no flags) one that writes: a server that is a replica now
+refuses it before it runs (READONLY), where a script without it would run there and
+answer from a replica's data, say "no such job" from one that is still syncing after a
+failover demoted it; the refusal sends the call to the primary instead."""
+
+
 @cache
 def source() -> str:
     """The script that Redis runs."""
-    text = template()
+    text = SHEBANG + template()
     for name, table in tables().items():
         placeholder = f"--[[{name}]]"
         if placeholder not in text:
@@ -89,6 +96,8 @@ class StoreScript:
 
     :param retention_ms: how long a job that finishes is kept (0: for good).
     :param retention_by_type: the job types whose retention differs from it.
+    :param replicas: with more than 0, each call returns once that many replicas have
+        its writes (``WAIT``), or fails past ``replica_timeout`` seconds.
     """
 
     def __init__(
@@ -99,10 +108,14 @@ class StoreScript:
         events_max_length: int,
         retention_ms: int = 0,
         retention_by_type: Mapping[str, int] | None = None,
+        replicas: int = 0,
+        replica_timeout: float = 0.1,
     ) -> None:
         self.keys = keys
         self.events_max_length = events_max_length
-        self._connections = ThreadConnections(client)
+        self._connections = ThreadConnections(
+            client, replicas=replicas, replica_timeout=replica_timeout
+        )
         self._script = client.register_script(source())
         # The same for every call, in the order the top of lua/prelude.lua gives.
         self._shared_keys = (
@@ -165,7 +178,9 @@ class StoreScript:
                     "EVALSHA", self._script.sha, len(names), *names, *values
                 )
             except redis.exceptions.NoScriptError:
-                # Redis restarted (or was flushed) since the script was loaded.
+                # Redis restarted (or was flushed, or a replica without it was promoted)
+                # since the script was loaded. This one call goes through the client's pool
+                # and is not waited for (``replicas``); the calls after it are.
                 reply = self._script(keys=names, args=values)
         if client is not None:
             return None
