@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import redis
 
 from orchestrator_core import Settings
-from orchestrator_core.dispatch.broker import broker_connection
+from orchestrator_core.dispatch.broker import broker_connection, broker_name, broker_urls
 from orchestrator_core.exceptions import StoreUnavailableError
 from orchestrator_core.store import JobStore
+from orchestrator_core.store.connection import PrimaryUnknownError
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,24 @@ class RedisProbe:
             self.store.redis.ping()
             return OK, self.store.eviction_warning()
         except (redis.RedisError, StoreUnavailableError) as exc:
-            return f"down: {type(exc).__name__}", None
+            return redis_down(exc), None
+
+
+def redis_down(exc: Exception) -> str:
+    """What ``/readyz`` says of Redis's error ``exc``: its class only (the endpoint is open,
+    and an address or a password must not reach it), or, when the Sentinels name no
+    primary, why, in words that name no address."""
+    cause = exc if isinstance(exc, PrimaryUnknownError) else exc.__cause__
+    if isinstance(cause, PrimaryUnknownError):
+        return f"down: {cause.summary}"
+    return f"down: {type(exc).__name__}"
 
 
 class BrokerProbe:
-    """The broker accepts a connection and an AMQP handshake within the publish timeout.
+    """A broker accepts a connection and an AMQP handshake within the publish timeout;
+    with several brokers, any one of them (connections fail over to it): all are probed
+    side by side, and when none answers the status says why, broker by broker
+    (``host:port`` in the log, their place in ``ORCHESTRATOR_BROKER_URL`` in the status).
 
     A fresh connection each time (made with the deployment's TLS options): a kept one
     could hang on a wedged broker past any timeout. The cache above makes it one per
@@ -70,15 +84,38 @@ class BrokerProbe:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.timeout = settings.publish_timeout_seconds
+        self.urls = broker_urls(settings)
+        self._down: frozenset[str] = frozenset()
 
     def __call__(self) -> str:
+        if len(self.urls) == 1:
+            why = self._probe(self.urls[0])
+            return f"down: {why}" if why else OK
+        with ThreadPoolExecutor(len(self.urls), thread_name_prefix="readiness-broker") as each:
+            found = list(each.map(self._probe, self.urls))
+        down = frozenset(broker_name(url) for url, why in zip(self.urls, found, strict=True) if why)
+        if down != self._down:
+            if down:
+                logger.warning("brokers not answering: %s", ", ".join(sorted(down)))
+            else:
+                logger.info("every broker answers again")
+            self._down = down
+        if len(down) < len(self.urls):
+            return OK
+        reasons = ", ".join(f"broker {place} {why}" for place, why in enumerate(found, 1))
+        return f"down: none of {len(self.urls)} brokers answers ({reasons})"
+
+    def _probe(self, url: str) -> str:
+        """An empty string when the broker at ``url`` answers, else why not."""
         try:
-            connection = broker_connection(self.settings, connect_timeout=self.timeout, heartbeat=0)
+            connection = broker_connection(
+                self.settings, url=url, connect_timeout=self.timeout, heartbeat=0
+            )
             with connection as conn:
                 conn.ensure_connection(max_retries=1, timeout=self.timeout)
         except Exception as exc:  # any failure to connect means not ready, whatever kombu raised
-            return f"down: {type(exc).__name__}"
-        return OK
+            return type(exc).__name__
+        return ""
 
 
 class ReadinessProbe:

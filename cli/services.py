@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cli.arguments import EXIT_OK, EXIT_USAGE, Commands, names, port, positive
+from cli.arguments import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, names, port, positive
 from cli.exposure import open_api_warning
-from orchestrator_core.exceptions import UnknownJobTypeError
+from orchestrator_core.exceptions import BrokerUnavailableError, UnknownJobTypeError
 from orchestrator_core.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,9 @@ def _worker(args: argparse.Namespace) -> int:
     except UnknownJobTypeError as exc:
         print(f"orchestrator: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokerUnavailableError as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _add_api(commands: Commands) -> None:

@@ -48,12 +48,15 @@ class RabbitNode:
     :param channel_tick_ms: how often the node checks that timeout (default a minute);
         short, so the timeout is enforced close to when it falls due.
     :param config_lines: more lines of ``rabbitmq.conf`` (a TLS listener, say).
+    :param cookie: the Erlang cookie, for nodes that are to form a cluster (which share
+        one); by default the node makes its own.
     """
 
     directory: Path
     consumer_timeout_ms: int | None = None
     channel_tick_ms: int | None = None
     config_lines: tuple[str, ...] = ()
+    cookie: str | None = None
     name: str = field(default_factory=lambda: f"orchtest-{uuid.uuid4().hex[:10]}@localhost")
     port: int = field(default_factory=free_port)
     dist_port: int = field(default_factory=free_port)
@@ -103,6 +106,13 @@ class RabbitNode:
         (self.directory / "advanced.config").write_text(f"[{{rabbit, [{', '.join(rabbit)}]}}].\n")
         (self.directory / "enabled_plugins").write_text("")
         (self.directory / "rabbitmq-env.conf").write_text("")
+        if self.cookie is not None:
+            # Erlang refuses a cookie file that others may read.
+            path = self.directory / ".erlang.cookie"
+            if path.exists():
+                path.chmod(0o600)
+            path.write_text(self.cookie)
+            path.chmod(0o400)
 
     def start(self) -> None:
         """Start the node and wait until it accepts AMQP connections.

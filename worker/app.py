@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any, ClassVar
 
 from celery import Celery
 from celery.exceptions import Reject
+from celery.worker.consumer import Consumer
 
 from orchestrator_core import Plugins, Settings
 from orchestrator_core.dispatch.broker import TASK_NAME, make_celery
+from orchestrator_core.dispatch.publisher import Message
 from orchestrator_core.exceptions import StoreUnavailableError
 from worker.acknowledger import acknowledger_step
 from worker.message import job_message
-from worker.runtime import runtime
+from worker.runtime import Runtime, runtime
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +24,24 @@ REQUEUE_PAUSE_SECONDS = 1.0
 """How long a process waits before giving back a message it could not start (Redis away)."""
 
 
+class JobConsumer(Consumer):  # type: ignore[misc]
+    """Celery's consumer without its ``DelayedDelivery`` step, which quorum queues switch
+    on: it declares unprefixed ``celery_delayed_*`` queues (the project's names all start
+    with the prefix) and holds consumption back after a broker failover while it retries
+    the node that went. Jobs wait for their time in Redis, never in the broker."""
+
+    class Blueprint(Consumer.Blueprint):  # type: ignore[misc]
+        default_steps: ClassVar[list[str]] = [
+            step
+            for step in Consumer.Blueprint.default_steps
+            if not step.endswith(":DelayedDelivery")
+        ]
+
+
 def create_app(settings: Settings, plugins: Plugins) -> Celery:
     """The Celery app of a worker that runs the given plugins' job types."""
     app = make_celery(settings, "orchestrator-worker")
+    app.conf.worker_consumer = f"{__name__}:JobConsumer"
     if settings.early_ack_seconds > 0:
         app.steps["consumer"].add(acknowledger_step(settings))
 
@@ -41,13 +59,33 @@ def create_app(settings: Settings, plugins: Plugins) -> Celery:
                 kwargs,
             )
             return
+        current = runtime(settings, plugins)
         try:
-            runtime(settings, plugins).runner.run(*message)
+            current.runner.run(*message)
         except StoreUnavailableError as exc:
-            # Nothing was started: give the message back rather than ack it and strand
+            # Nothing was started: the message must go back rather than be acked and strand
             # the job. The pause keeps a Redis outage from becoming a redelivery storm.
             logger.warning("job %s: %s; the message goes back to the queue", job_id, exc)
             time.sleep(REQUEUE_PAUSE_SECONDS)
-            raise Reject(str(exc), requeue=True) from exc
+            if not _queued_again(current, run_job.request.delivery_info, *message):
+                raise Reject(str(exc), requeue=True) from exc
 
     return app
+
+
+def _queued_again(
+    current: Runtime, delivery: dict[str, Any] | None, job_id: str, attempt: int
+) -> bool:
+    """Queue a fresh copy of this message, confirmed, so that acking this one loses
+    nothing: a requeued message counts as delivered again, and a quorum queue
+    dead-letters one delivered past its limit (while Redis is away, the job would then
+    have no message left). False when the copy was not confirmed: requeue it instead."""
+    queue = (delivery or {}).get("routing_key")
+    if not queue:
+        return False
+    priority = int((delivery or {}).get("priority") or 0)
+    [error] = current.publisher.publish_many([Message(job_id, attempt, queue, priority)])
+    if error is not None:
+        logger.warning("job %s: its message could not be queued again: %s", job_id, error)
+        return False
+    return True

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 
 from orchestrator_core import Settings, UnknownJobTypeError, load_plugins
-from orchestrator_core.dispatch.broker import consumed_queues, dead_letter_queue, queue_name
+from orchestrator_core.dispatch.broker import consumed_queues, queue_name
 from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.dispatch.submission import Submitter
 from orchestrator_core.dispatch.sweeper import Sweeper
@@ -51,8 +51,6 @@ def run_worker(
     queues = sorted({queue_name(keys, job_type) for job_type in served})
     app = create_app(settings, plugins)
     app.conf.task_queues = consumed_queues(app, keys, queues)
-    with app.connection_for_write() as connection:
-        dead_letter_queue(keys)(connection.default_channel).declare()
 
     stop = threading.Event()
     # With the plugins: the sweep's walk gives jobs that ended without an expiry their

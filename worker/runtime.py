@@ -1,4 +1,5 @@
-"""What each worker process builds once for itself: Redis clients, listener, runner.
+"""What each worker process builds once for itself: Redis clients, listener, runner and
+a publisher.
 
 Built lazily on the first message in each process, since a prefork pool forks its
 processes and connections must not cross a fork.
@@ -11,6 +12,7 @@ import socket
 from dataclasses import dataclass
 
 from orchestrator_core import Plugins, Settings
+from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.sealing import Sealer
 from orchestrator_core.store import JobStore
 from worker.listener import ChannelListener
@@ -23,6 +25,8 @@ class Runtime:
     store: JobStore
     runner: Runner
     listener: ChannelListener
+    publisher: Publisher
+    """Queues a fresh copy of a message this process cannot start (Redis away)."""
 
 
 _current: Runtime | None = None
@@ -50,4 +54,4 @@ def _build(settings: Settings, plugins: Plugins) -> Runtime:
         store.redis, store.keys.cancel_channel, on_message=runner.supervisor.cancel
     )
     listener.start()
-    return Runtime(os.getpid(), store, runner, listener)
+    return Runtime(os.getpid(), store, runner, listener, Publisher.from_settings(settings))

@@ -5,8 +5,13 @@ disk) per job. Here every message of a batch is sent first and the confirms are
 awaited together, as RabbitMQ sends them: one ``basic.ack`` may cover many messages.
 Messages are published ``mandatory``, so one that no queue would take comes back
 (``basic.return``) and counts as failed instead of vanishing. Each carries its job's
-priority; a queue of an earlier release, which has none, still takes them (in order of
-arrival), with one warning.
+priority; a queue without priorities (a quorum queue, or a classic one of an earlier
+release) still takes them, in order of arrival.
+
+With several brokers, a connection goes to the first that answers; when it breaks, the
+messages it had not confirmed are sent once more on a new one (to the next broker that
+answers), and those that were confirmed stay so: a message counts as queued only once a
+broker confirmed it, never because the connection it was sent on went away.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from kombu.serialization import dumps
 from orchestrator_core.dispatch.broker import (
     PERSISTENT,
     TASK_NAME,
-    dead_letter_queue,
-    has_priorities,
-    legacy_queue_warning,
+    QueueKind,
+    connect_to_broker,
+    declare_dead_letters,
     make_celery,
     queue_for,
+    queue_kind,
+    queue_warning,
 )
 from orchestrator_core.dispatch.frames import ID_LENGTH, FrameTemplate, serialized
 from orchestrator_core.exceptions import BrokerUnavailableError
@@ -76,6 +83,8 @@ class _Channel:
     """Per message of the batch: None once confirmed, an error, or ``_PENDING``."""
     declared: dict[str, Queue] = field(default_factory=dict)
     """Queue name -> the queue as declared on this connection."""
+    dead_letters: bool = False
+    """Whether the dead letters were declared on this connection."""
 
     def settle(self, tag: int, multiple: bool, error: BrokerUnavailableError | None) -> None:
         tags = [t for t in self.waiting if t <= tag] if multiple else [tag]
@@ -90,22 +99,27 @@ class Publisher:
     """Sends job messages and waits for the broker's confirms, within a bounded time.
 
     Each thread publishes on a connection of its own (kombu connections are not
-    thread-safe), opened on first use and replaced after any error. A batch that
-    fails on a connection the broker dropped while it sat idle is sent once more on a
-    fresh one: a duplicate message is harmless, the worker drops it.
+    thread-safe), opened on first use and replaced after any error. The messages of a
+    batch that a connection lost before the broker confirmed them (the broker dropped
+    it while it sat idle, or went down) are sent once more on a fresh one: a duplicate
+    message is harmless, the worker drops it.
+
+    :param kind: how queues are declared (default: as ``app`` says).
     """
 
-    def __init__(self, app: Celery, *, keys: Keys, timeout: float) -> None:
+    def __init__(
+        self, app: Celery, *, keys: Keys, timeout: float, kind: QueueKind | None = None
+    ) -> None:
         self.app = app
         self.keys = keys
         self.timeout = timeout
-        self._dead_letters = dead_letter_queue(keys)
+        self.kind = kind or queue_kind(app)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: set[Any] = set()
         self._templates: dict[tuple[int, int], FrameTemplate | None] = {}
-        self._legacy: set[str] = set()
-        """Queues found without priorities (and warned of)."""
+        self._warned: set[str] = set()
+        """Queues found other than ``kind`` says (and warned of)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, app: Celery | None = None) -> Publisher:
@@ -113,6 +127,7 @@ class Publisher:
             app or make_celery(settings),
             keys=Keys(settings.prefix),
             timeout=settings.publish_timeout_seconds,
+            kind=QueueKind.from_settings(settings),
         )
 
     def publish(self, job_id: str, attempt: int, queue: str, *, priority: int = 0) -> None:
@@ -128,33 +143,45 @@ class Publisher:
         """Queue every message; the broker's confirms of all of them are awaited together,
         for at most the publish timeout.
 
-        :return: per message, None once the broker confirmed it, else why not (refused,
-            returned as unroutable, not confirmed in time, or the broker unreachable);
+        :return: per message, None once a broker confirmed it, else why not (refused,
+            returned as unroutable, not confirmed in time, or no broker reachable);
             a message not confirmed may still have been queued.
         """
-        if not messages:
-            return []
+        outcomes: list[Outcome] = [_PENDING] * len(messages)
         for last_try in (False, True):
+            pending = [index for index, outcome in enumerate(outcomes) if outcome is _PENDING]
+            if not pending:
+                break
             try:
                 state = self._channel()
             except BrokerUnavailableError as exc:
-                return [exc] * len(messages)
+                return [exc if outcome is _PENDING else outcome for outcome in outcomes]
             try:
-                return self._send(state, messages)
+                sent = self._send(state, [messages[index] for index in pending])
             except (KombuError, AMQPError, OSError) as exc:
+                # What the broker settled before the connection failed stays settled.
+                for index, outcome in zip(pending, state.outcomes, strict=False):
+                    outcomes[index] = outcome
                 self._drop()
-                if (
-                    last_try
-                    or not _stale_connection(exc)
-                    or any(outcome is not _PENDING for outcome in state.outcomes)
-                ):
-                    error = BrokerUnavailableError(
-                        f"could not queue {len(messages)} message(s): {type(exc).__name__}: {exc}"
+                if not last_try and _connection_lost(exc):
+                    logger.info(
+                        "broker connection lost (%s: %s); publishing %d unconfirmed "
+                        "message(s) again on a new one",
+                        type(exc).__name__,
+                        exc,
+                        sum(outcome is _PENDING for outcome in outcomes),
                     )
-                    error.__cause__ = exc
-                    return [error] * len(messages)
-                logger.info("broker connection went stale; publishing again on a new one")
-        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+                    continue
+                unsent = sum(outcome is _PENDING for outcome in outcomes)
+                error = BrokerUnavailableError(
+                    f"could not queue {unsent} message(s): {type(exc).__name__}: {exc}"
+                )
+                error.__cause__ = exc
+                return [error if outcome is _PENDING else outcome for outcome in outcomes]
+            for index, outcome in zip(pending, sent, strict=True):
+                outcomes[index] = outcome
+            break
+        return outcomes
 
     def close(self) -> None:
         with self._lock:
@@ -221,16 +248,19 @@ class Publisher:
         return outcomes
 
     def _declare(self, state: _Channel, name: str) -> Queue:
-        """Declare the queue ``name`` (and the dead letters) on the channel's connection:
-        with priorities, or as an earlier release left it."""
-        self._dead_letters(state.channel).declare()
-        target: Queue = queue_for(state.connection, self.keys, name)
-        if not has_priorities(target):
+        """Declare the queue ``name`` (and, first, the dead letters) on the channel's
+        connection: as ``kind`` says, or as it exists."""
+        if not state.dead_letters:
+            declare_dead_letters(state.connection, self.keys, kind=self.kind)
+            state.dead_letters = True
+        target: Queue = queue_for(state.connection, self.keys, name, kind=self.kind)
+        warning = queue_warning(target, self.kind)
+        if warning is not None:
             with self._lock:
-                first = name not in self._legacy
-                self._legacy.add(name)
+                first = name not in self._warned
+                self._warned.add(name)
             if first:
-                logger.warning("%s", legacy_queue_warning(name))
+                logger.warning("%s", warning)
         state.declared[name] = target
         return target
 
@@ -288,13 +318,16 @@ class Publisher:
             heartbeat=0, transport_options={"confirm_publish": False}
         )
         try:
-            connection.ensure_connection(max_retries=1, timeout=self.timeout)
+            connect_to_broker(connection, timeout=self.timeout)
             channel = connection.default_channel
             channel.confirm_select()
+        except BrokerUnavailableError:
+            connection.collect()
+            raise
         except (KombuError, AMQPError, OSError) as exc:
             connection.collect()
             raise BrokerUnavailableError(
-                f"cannot connect to the broker: {type(exc).__name__}: {exc}"
+                f"cannot connect to the broker {connection.host}: {type(exc).__name__}: {exc}"
             ) from exc
         state = _Channel(connection, channel)
         channel.events["basic_ack"].add(lambda tag, multiple: state.settle(tag, multiple, None))
@@ -333,8 +366,9 @@ def _returned(
     state.declared.pop(routing_key, None)  # declared again with the next message for it
 
 
-def _stale_connection(exc: BaseException) -> bool:
-    """An error of a connection the broker closed earlier, rather than of this publish."""
+def _connection_lost(exc: BaseException) -> bool:
+    """An error of the connection (the broker closed it, earlier or now, or went away),
+    rather than of this publish, which another connection may well carry."""
     return isinstance(exc, ConnectionError | AMQPConnectionError) and not isinstance(
         exc, TimeoutError
     )

@@ -33,10 +33,12 @@ from kombu import Connection
 
 from orchestrator_core.dispatch.broker import (
     MAX_PRIORITY,
+    QueueKind,
     broker_connection,
-    has_priorities,
+    connect_to_broker,
     job_queue,
     queue_for,
+    queue_warning,
 )
 from orchestrator_core.exceptions import BrokerUnavailableError, StoreUnavailableError
 from orchestrator_core.settings import Settings
@@ -96,10 +98,11 @@ def upgrade_queues(
     client = connect_redis(settings)
     try:
         with broker_connection(settings, connect_timeout=settings.publish_timeout_seconds) as conn:
-            conn.ensure_connection(max_retries=1)
+            connect_to_broker(conn, timeout=settings.publish_timeout_seconds)
             upgrader = _Upgrader(
                 conn,
                 keys,
+                QueueKind.from_settings(settings),
                 _Priorities(client, keys),
                 batch=batch,
                 timeout=settings.publish_timeout_seconds,
@@ -161,6 +164,8 @@ def _job_id(message: Any) -> str | None:
 class _Upgrader:
     connection: Connection
     keys: Keys
+    kind: QueueKind
+    """How the queues are to be declared: what the upgrade makes them."""
     priorities: _Priorities
     batch: int
     timeout: float
@@ -175,14 +180,17 @@ class _Upgrader:
     def upgrade(self, name: str) -> QueueUpgrade:
         holding = holding_queue(name)
         exists = self._exists(name)
-        legacy = exists and not has_priorities(queue_for(self.connection, self.keys, name))
+        # Declared otherwise than the settings say: without priorities by an earlier
+        # release, or as the other queue type.
+        found = queue_for(self.connection, self.keys, name, kind=self.kind) if exists else None
+        legacy = found is not None and queue_warning(found, self.kind) is not None
         if not legacy and not self._exists(holding):
             return QueueUpgrade(name, upgraded=False, moved=0, exists=exists)
         if legacy:
             self._empty_and_delete(name, holding)
             self.checkpoint(name, "deleted")
         try:
-            job_queue(self.keys, name)(self.channel).declare()
+            job_queue(self.keys, name, kind=self.kind)(self.channel).declare()
         except PreconditionFailed as exc:
             self._reopen()
             raise BrokerUnavailableError(

@@ -70,7 +70,10 @@ class Workers:
         )
         return env
 
-    def start(self, *, concurrency: int = 1, types: str | None = None) -> WorkerProcess:
+    def start(
+        self, *, concurrency: int = 1, types: str | None = None, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        """Start a worker process and wait until it is ready; ``env`` adds settings."""
         log = self.directory / f"worker-{len(self.started)}.log"
         command = [
             str(ORCHESTRATOR),
@@ -85,7 +88,7 @@ class Workers:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 command,
-                env=self.env(),
+                env={**self.env(), **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

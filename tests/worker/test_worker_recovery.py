@@ -11,6 +11,8 @@ from harness import Jobs, Workers
 from kombu import Connection, Exchange, Producer
 
 from orchestrator_core import State
+from orchestrator_core.dispatch.publisher import Publisher
+from orchestrator_core.settings import Settings, load_settings
 
 
 def test_a_killed_worker_s_job_completes_as_a_new_attempt_on_another(
@@ -173,3 +175,36 @@ def test_a_message_arriving_while_redis_is_away_is_not_lost(
     assert done.result == {"message": "late", "data": None}
     assert done.attempts == 1
     assert "the message goes back to the queue" in worker.text()
+
+
+def test_a_message_put_back_while_redis_is_away_outlives_a_quorum_queue_s_delivery_limit(
+    workers: Workers, jobs: Jobs, redis_client: redis.Redis, worker_settings: Settings
+) -> None:
+    # A quorum queue counts every requeue as a delivery and dead-letters a message past
+    # its limit: the worker puts back a fresh copy instead, so a long Redis outage cannot
+    # leave a job without its message.
+    quorum = load_settings(
+        **{**worker_settings.model_dump(), "queue_type": "quorum", "queue_delivery_limit": 1}
+    )
+    worker = workers.start(
+        env={"ORCHESTRATOR_QUEUE_TYPE": "quorum", "ORCHESTRATOR_QUEUE_DELIVERY_LIMIT": "1"}
+    )
+    queue = f"{jobs.store.keys.prefix}.demo.echo"
+    job = jobs.store.create("demo.echo", {"message": "late"}, max_attempts=1, queue=queue)
+    jobs.store.dispatched([(job.id, 1)])  # out of the outbox: the message is all there is
+    publisher = Publisher.from_settings(quorum)
+    redis_client.execute_command("CLIENT", "PAUSE", 7500, "WRITE")
+    try:
+        publisher.publish(job.id, 1, queue)
+        time.sleep(7.3)  # two starts time out (2 s each, then a 1 s pause) inside the pause
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+        publisher.close()
+    done = jobs.wait(job.id, State.COMPLETED, timeout=20)
+    assert done.result == {"message": "late", "data": None}
+    assert worker.text().count("the message goes back to the queue") >= 2
+    with Connection(quorum.broker_url) as connection:
+        dead = connection.default_channel.queue_declare(
+            jobs.store.keys.dead_letter_queue, passive=True
+        )
+    assert dead.message_count == 0, "the message was dead-lettered"
