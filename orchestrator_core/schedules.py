@@ -165,7 +165,6 @@ class ScheduleSpec(BaseModel):
     concurrency_key: ConcurrencyKey | None = None
     enabled: bool = True
 
-
     @functools.cached_property
     def rule(self) -> Cron:
         """The expression in its zone."""
