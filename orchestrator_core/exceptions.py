@@ -190,14 +190,18 @@ class StaleLeaseError(JobError):
 
     :ivar owner: the lease the caller presented.
     :ivar holder: the lease currently recorded on the job (``None`` if none).
+    :ivar state: the job's state now, where the store said it (``None`` otherwise).
     """
 
-    def __init__(self, job_id: str, *, owner: str | None, holder: str | None) -> None:
+    def __init__(
+        self, job_id: str, *, owner: str | None, holder: str | None, state: str | None = None
+    ) -> None:
         super().__init__(
             f"job {job_id}: lease {owner!r} is not the current lease ({holder!r})", job_id=job_id
         )
         self.owner = owner
         self.holder = holder
+        self.state = state
 
 
 class LeaseActiveError(JobError):

@@ -15,6 +15,8 @@ from typing import Any
 
 from orchestrator_core import JobType, Plugins, State
 from orchestrator_core.attempt import Outcome, escalated, failed, perform, settle
+from orchestrator_core.dispatch.broker import queue_name as job_type_queue
+from orchestrator_core.dispatch.publisher import Message, Publisher
 from orchestrator_core.exceptions import (
     CorruptJobError,
     JobNotFoundError,
@@ -24,10 +26,13 @@ from orchestrator_core.exceptions import (
     UnknownJobTypeError,
 )
 from orchestrator_core.sealing import Sealer
+from orchestrator_core.states import STARTABLE_STATES
 from orchestrator_core.store import JobStore, StartResult
 from worker.supervisor import RunningAttempt, Supervisor
 
 logger = logging.getLogger(__name__)
+
+STARTABLE_VALUES = frozenset(state.value for state in STARTABLE_STATES)
 
 ESCALATED_EXIT = 75
 """Exit status of a worker process that stopped an attempt which ignored its token."""
@@ -45,8 +50,12 @@ class Runner:
         lease_seconds: float,
         grace_seconds: float,
         sealer: Sealer | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.store = store
+        self.publisher = publisher
+        """Queues the message again of a job whose start the store lost (see
+        :meth:`_requeue_lost_start`); None leaves such a job to an operator."""
         self.plugins = plugins
         self.sealer = sealer if sealer is not None else Sealer()
         """Opens the sealed payloads of types with secret fields."""
@@ -136,13 +145,14 @@ class Runner:
                     error=stored.error,
                     retry_in=settled.retry_in,
                 )
-            except StaleLeaseError:
+            except StaleLeaseError as exc:
                 logger.warning(
                     "job %s attempt %d lost its lease; its outcome (%s) is discarded",
                     job.id,
                     job.attempts,
                     stored.state,
                 )
+                self._requeue_lost_start(attempt, job_type, exc)
                 return
             except StoreUnavailableError:
                 if time.monotonic() > deadline:
@@ -155,6 +165,29 @@ class Runner:
             level = logging.DEBUG if stored.state is State.COMPLETED else logging.WARNING
             logger.log(level, "job %s attempt %d: %s", job.id, job.attempts, stored.state)
             return
+
+    def _requeue_lost_start(
+        self, attempt: RunningAttempt, job_type: JobType | None, refused: StaleLeaseError
+    ) -> None:
+        """A job that is startable again, with no lease on it, lost the write that
+        started this attempt: a Redis failover promoted a replica that never had it. Its
+        message was this one, which is acked once this returns, so nothing else would
+        ever start the job: queue a message for the same attempt again (a duplicate
+        is dropped by the worker that receives it)."""
+        if refused.holder or refused.state not in STARTABLE_VALUES or self.publisher is None:
+            return
+        job = attempt.job
+        queue = (
+            self.store.keys.queue(job.type)
+            if job_type is None
+            else job_type_queue(self.store.keys, job_type)
+        )
+        message = Message(job.id, job.attempts, queue, job.priority)
+        [error] = self.publisher.publish_many([message])
+        if error is None:
+            logger.warning("job %s: its start was lost (a Redis failover?); queued again", job.id)
+        else:
+            logger.error("job %s: its start was lost and it could not be queued: %s", job.id, error)
 
 
 def _wait_for_exit() -> None:

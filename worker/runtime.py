@@ -42,6 +42,7 @@ def runtime(settings: Settings, plugins: Plugins) -> Runtime:
 
 def _build(settings: Settings, plugins: Plugins) -> Runtime:
     store = JobStore.from_settings(settings, plugins=plugins)
+    publisher = Publisher.from_settings(settings)
     runner = Runner(
         store,
         plugins,
@@ -49,9 +50,10 @@ def _build(settings: Settings, plugins: Plugins) -> Runtime:
         lease_seconds=settings.lease_seconds,
         grace_seconds=settings.cancel_grace_seconds,
         sealer=Sealer.from_settings(settings),
+        publisher=publisher,
     )
     listener = ChannelListener(
         store.redis, store.keys.cancel_channel, on_message=runner.supervisor.cancel
     )
     listener.start()
-    return Runtime(os.getpid(), store, runner, listener, Publisher.from_settings(settings))
+    return Runtime(os.getpid(), store, runner, listener, publisher)

@@ -154,7 +154,8 @@ def refusal(
             job_id, current=detail[1], requested=requested, detail=detail[2]
         )
     if code == "stale":
-        return StaleLeaseError(job_id, owner=presented, holder=detail[1] or None)
+        state = str(detail[2]) if len(detail) > 2 and detail[2] else None
+        return StaleLeaseError(job_id, owner=presented, holder=detail[1] or None, state=state)
     if code == "lease_active":
         return LeaseActiveError(job_id, holder=detail[1] or None, remaining_ms=int(detail[2]))
     if code == "exhausted":

@@ -208,3 +208,32 @@ def test_a_message_put_back_while_redis_is_away_outlives_a_quorum_queue_s_delive
             jobs.store.keys.dead_letter_queue, passive=True
         )
     assert dead.message_count == 0, "the message was dead-lettered"
+
+
+def test_a_start_the_store_lost_is_queued_again_by_its_worker(
+    workers: Workers, jobs: Jobs, redis_client: redis.Redis
+) -> None:
+    # What a Redis failover can do: the promoted replica never had the write that
+    # started the attempt, so the job is CREATED again with no message left (the worker
+    # acks it). The worker, refused at renewal or commit, queues it again.
+    worker = workers.start(types="wt.free")
+    keys = jobs.store.keys
+    queue = f"{keys.prefix}.wt.free"
+    job = jobs.store.create("wt.free", {"seconds": 1.5}, max_attempts=2, queue=queue)
+    before_start = redis_client.hgetall(keys.job(job.id))
+    jobs.store.dispatched([(job.id, 1)])  # out of the outbox: the message is all there is
+    jobs.publisher.publish(job.id, 1, queue)
+    jobs.wait(job.id, State.RUNNING)
+    with redis_client.pipeline() as pipe:  # the start, as if it had never been written
+        pipe.delete(keys.job(job.id))
+        pipe.hset(keys.job(job.id), mapping=before_start)
+        pipe.zrem(keys.leases, job.id)
+        pipe.zadd(keys.index_type_state("wt.free", State.CREATED), {job.id: before_start["seq"]})
+        pipe.execute()
+    done = jobs.wait(job.id, State.COMPLETED, timeout=30)
+    assert [entry.state for entry in done.history] == [
+        State.CREATED,
+        State.RUNNING,
+        State.COMPLETED,
+    ]
+    assert "its start was lost" in worker.text()
