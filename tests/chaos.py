@@ -2,7 +2,7 @@
 scheduler of faults kills, pauses and fails its parts over; then a checker, in the style
 of Jepsen's total-queue, reads every job the API acknowledged and says what went wrong.
 
-    python -m tests.chaos [--seed N] [--seconds S] [--rate R]
+    python -m tests.chaos [--seed N] [--seconds S] [--rate R] [--replicated]
     python -m tests.chaos --soak [--seconds S] [--rate R] [--every E]   # memory, no faults
 
 The deployment is two ``orchestrator api`` processes and three ``orchestrator worker``
@@ -49,6 +49,8 @@ if __package__ in (None, "", "tests"):  # run as a module: the test helpers are 
 from brokers import descendants
 from cleanup import delete_broker_objects, delete_keys, job_queues
 from processes import free_port, stop_group
+from rabbitcluster import RabbitCluster
+from sentinels import sentinel_group
 
 from orchestrator_core import JobNotFoundError, State, load_plugins
 from orchestrator_core.settings import Settings, load_settings
@@ -192,6 +194,50 @@ def wait_answering(url: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def replicated(directory: Path, *, seed: int) -> Iterator[tuple[Topology, dict[str, Any]]]:
+    """Redis as a primary, two replicas and three Sentinels, and a three-node RabbitMQ
+    cluster with quorum queues, all on loopback: a topology that fails them over. Yields
+    it with the settings that reach them."""
+    rng = random.Random(seed + 1)
+    (directory / "redis").mkdir()
+    with sentinel_group(directory / "redis", master="chaos", min_replicas=1) as group:
+        cluster = RabbitCluster(directory / "rabbit")
+        cluster.start()
+        try:
+            reach: dict[str, Any] = {
+                "redis_url": "redis://127.0.0.1/0",
+                "redis_sentinels": ",".join(group.addresses),
+                "redis_sentinel_master": group.master,
+                "broker_url": cluster.url,
+                "queue_type": "quorum",
+                # Acknowledged once both replicas have it: whichever the failover promotes
+                # has every acknowledged write, and the old primary, which keeps taking
+                # writes until the Sentinels demote it, can no longer acknowledge any
+                # (with one, the replica still following it would, and then resync).
+                "redis_wait_replicas": 2,
+            }
+
+            def fail_redis_over() -> None:
+                group.failover()
+                group.wait_settled()
+
+            def stop_a_broker_node() -> None:
+                node = rng.choice(cluster.running())
+                node.stop()
+                time.sleep(rng.uniform(1.0, 3.0))
+                cluster.heal()
+
+            env = {f"ORCHESTRATOR_{name.upper()}": str(value) for name, value in reach.items()}
+            faults = {
+                "fail the Redis primary over": fail_redis_over,
+                "stop a RabbitMQ node": stop_a_broker_node,
+            }
+            yield Topology(env=env, faults=faults), reach
+        finally:
+            cluster.stop()
+
+
 # --- the load --------------------------------------------------------------------------
 
 KINDS = ("noop", "sleep", "fail", "cancel")
@@ -319,8 +365,8 @@ class Window:
 
 
 class Faults:
-    """Injects one fault every ``every`` seconds (jittered), chosen with the seeded rng,
-    from a thread of its own, until stopped; records when each lasted."""
+    """Injects one fault every ``every`` seconds (jittered), in an order the seeded rng
+    chooses, from a thread of its own, until stopped; records when each lasted."""
 
     def __init__(self, deployment: Deployment, *, seed: int, every: float = 3.0) -> None:
         self.deployment = deployment
@@ -345,9 +391,18 @@ class Faults:
         self._thread.join(timeout=120)
 
     def _run(self) -> None:
-        names = sorted(self.kinds)
+        # Dealt from a deck of every kind, so that a run of as many faults as there are
+        # kinds injects each of them: the topology's failovers first (the rarest and
+        # slowest), then the processes' faults, each group in a seeded order.
+        deck: list[str] = []
         while not self._stop.wait(self.rng.uniform(0.5, 1.5) * self.every):
-            name = self.rng.choice(names)
+            if not deck:
+                failovers = sorted(self.deployment.topology.faults)
+                processes = sorted(set(self.kinds) - set(failovers))
+                self.rng.shuffle(failovers)
+                self.rng.shuffle(processes)
+                deck = [*reversed(processes), *reversed(failovers)]
+            name = deck.pop()
             began = time.monotonic()
             try:
                 self.kinds[name]()
@@ -588,6 +643,11 @@ def main() -> int:
         "--soak", action="store_true", help="no faults: report memory over time instead"
     )
     parser.add_argument("--every", type=float, default=60.0, help="soak: seconds per sample")
+    parser.add_argument(
+        "--replicated",
+        action="store_true",
+        help="start Redis under Sentinel and a RabbitMQ cluster on loopback, and fail them over",
+    )
     options = parser.parse_args()
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(10**6)
     settings = load_settings(prefix=f"chaos-{uuid.uuid4().hex[:8]}")
@@ -602,12 +662,19 @@ def main() -> int:
         print(f"soak, {options.seconds:.0f} s at {options.rate:.0f} jobs/s, memory in MiB")
         print(table)
         return 0
-    try:
-        report = run(
-            settings, Topology(), logs, seed=seed, seconds=options.seconds, rate=options.rate
-        )
-    finally:
-        clean_up(settings)
+    if options.replicated:
+        with replicated(logs, seed=seed) as (topology, reach):
+            settings = load_settings(prefix=settings.prefix, **reach)
+            report = run(
+                settings, topology, logs, seed=seed, seconds=options.seconds, rate=options.rate
+            )
+    else:
+        try:
+            report = run(
+                settings, Topology(), logs, seed=seed, seconds=options.seconds, rate=options.rate
+            )
+        finally:
+            clean_up(settings)
     print("\n".join(report.lines()))
     print(f"logs: {logs}")
     return 0 if report.ok else 1

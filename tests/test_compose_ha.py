@@ -364,6 +364,7 @@ def test_the_settings_name_the_sentinels_and_quorum_queues(
 ) -> None:
     environment = ha_settings(services[name])
     assert environment["ORCHESTRATOR_QUEUE_TYPE"] == "quorum"
+    assert environment["ORCHESTRATOR_REDIS_WAIT_REPLICAS"] == "1"
     sentinel_port = int(
         directive(config_lines((DEPLOY / "sentinel.conf").read_text()), "port")[0][0]
     )
