@@ -50,6 +50,7 @@ from brokers import descendants
 from cleanup import delete_broker_objects, delete_keys, job_queues
 from processes import free_port, stop_group
 from rabbitcluster import RabbitCluster
+from redisserver import private_redis
 from sentinels import sentinel_group
 
 from orchestrator_core import JobNotFoundError, State, load_plugins
@@ -572,10 +573,22 @@ def sample_memory(
 
 
 def soak(settings: Settings, logs: Path, *, seconds: float, rate: float, every: float) -> str:
-    """The load without faults for ``seconds``; returns the memory table (MiB)."""
+    """The load without faults for ``seconds``, on a Redis of its own (``used_memory`` is
+    the whole server's); returns the memory table (MiB)."""
+    with private_redis(logs) as url:
+        settings = load_settings(prefix=settings.prefix, redis_url=url)
+        return _soak(settings, logs, seconds=seconds, rate=rate, every=every)
+
+
+def _soak(settings: Settings, logs: Path, *, seconds: float, rate: float, every: float) -> str:
     store = JobStore.from_settings(settings)
     # Finished jobs are deleted after a minute, so a steady load finds the store's steady size.
-    kept = Topology(env={"ORCHESTRATOR_RETENTION_SECONDS": str(SOAK_RETENTION_SECONDS)})
+    kept = Topology(
+        env={
+            "ORCHESTRATOR_RETENTION_SECONDS": str(SOAK_RETENTION_SECONDS),
+            "ORCHESTRATOR_REDIS_URL": settings.redis_url,
+        }
+    )
     with deployed(settings, kept, logs) as deployment:
         stop = threading.Event()
         samples: list[dict[str, float]] = []
