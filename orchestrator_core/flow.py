@@ -84,18 +84,8 @@ class Limits:
 
     def script_arguments(self) -> dict[str, Any]:
         """What the start step is told of a type's own limits (no override in it)."""
-        described: dict[str, Any] = {"priority": self.priority}
-        if self.concurrency is not None:
-            described["concurrency"] = self.concurrency
-        if self.concurrency_per_key is not None:
-            described["concurrency_per_key"] = self.concurrency_per_key
-        for name in ("rate_limit", "rate_limit_per_key"):
-            text = getattr(self, name)
-            if text is not None:
-                described[name] = Rate.parse(text).interval_ms
-        if self.paused:
-            described["paused"] = True
-        return described
+        used = {name: value for name, value in script_form(self.as_dict()).items() if value}
+        return {"priority": self.priority, **used}
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in LIMIT_FIELDS}
@@ -103,6 +93,19 @@ class Limits:
 
 LIMIT_FIELDS = tuple(f.name for f in fields(Limits))
 """The fields ``PATCH /job-types/{name}`` may set."""
+
+
+def script_form(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Limits as the start step reads them (``store/lua/flow.lua``): a rate as the
+    milliseconds between two starts, None kept (an override's removal), and no
+    priority, which a job gets when it is submitted."""
+    return {
+        name: Rate.parse(value).interval_ms
+        if value is not None and name in ("rate_limit", "rate_limit_per_key")
+        else value
+        for name, value in fields.items()
+        if name != "priority"
+    }
 
 
 def check(name: str, value: Any) -> Any:

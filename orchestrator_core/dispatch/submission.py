@@ -236,23 +236,23 @@ class Submitter:
             else:
                 fresh.append((request, result))
         # A job that waits for its time has no message yet: the sweep publishes it when due.
-        messages = [
-            Message(job.id, 1, queue, new.priority)
+        sends = {
+            request: [
+                Message(job.id, 1, queue, new.priority)
+                for job, new, queue in zip(
+                    result.jobs, request.ticket.jobs, request.queues, strict=True
+                )
+                if new.not_before_us is None
+            ]
             for request, result in fresh
-            for job, new, queue in zip(
-                result.jobs, request.ticket.jobs, request.queues, strict=True
-            )
-            if new.not_before_us is None
-        ]
-        outcomes = iter(self.publisher.publish_many(messages))
+        }
+        outcomes = iter(
+            self.publisher.publish_many([m for messages in sends.values() for m in messages])
+        )
         failed: list[tuple[_Request, Submitted, BrokerUnavailableError]] = []
         confirmed: list[tuple[_Request, Submitted]] = []
         for request, result in fresh:
-            errors = [
-                error
-                for new in request.ticket.jobs
-                if new.not_before_us is None and (error := next(outcomes)) is not None
-            ]
+            errors = [error for _ in sends[request] if (error := next(outcomes)) is not None]
             if errors:
                 failed.append((request, result, errors[0]))
             else:
@@ -260,12 +260,7 @@ class Submitter:
         confirmed.extend(self._discard(failed))
         try:
             self.store.dispatched(
-                [
-                    (job.id, 1)
-                    for request, result in confirmed
-                    for job, new in zip(result.jobs, request.ticket.jobs, strict=True)
-                    if new.not_before_us is None
-                ]
+                [(m.job_id, 1) for request, _ in confirmed for m in sends[request]]
             )
         except StoreUnavailableError:
             # Queued and stored: they will run. The outbox entries cost duplicate messages.

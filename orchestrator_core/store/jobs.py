@@ -25,7 +25,7 @@ from orchestrator_core.exceptions import (
     OrchestratorError,
     StoreUnavailableError,
 )
-from orchestrator_core.flow import Limits, Rate
+from orchestrator_core.flow import Limits, script_form
 from orchestrator_core.job_type import MAX_NAME_LENGTH, NAME_PATTERN
 from orchestrator_core.models import ErrorInfo, Job, Progress
 from orchestrator_core.settings import Settings
@@ -539,17 +539,13 @@ class JobStore:
 
         :return: the override as stored now.
         """
-        shown = dict(changes)
-        used: dict[str, Any] = {}
-        for name, value in changes.items():
-            if value is None:
-                used[name] = None
-            elif name in ("rate_limit", "rate_limit_per_key"):
-                used[name] = Rate.parse(value).interval_ms
-            elif name != "priority":  # a job's priority is set when it is submitted
-                used[name] = value
         wake = any(name in changes for name in ("concurrency", "concurrency_per_key", "paused"))
-        args = {"type": job_type, "shown": shown, "used": used, "wake": wake}
+        args = {
+            "type": job_type,
+            "shown": dict(changes),
+            "used": script_form(changes),
+            "wake": wake,
+        }
         reply = self._call("override", "", "storing an override", args)
         stored: dict[str, Any] = json.loads(reply[1])
         return stored

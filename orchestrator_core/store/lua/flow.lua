@@ -223,13 +223,16 @@ function ops.override()
     end
     if not used.paused then
         local paused = flow_name('paused', job_type)
-        for _, waiting in ipairs(redis.call('ZRANGE', paused, 0, -1)) do
-            redis.call('HSET', job_stem .. '{' .. waiting .. '}', 'wait', 'time', 'wait_in', deferred_key)
-            redis.call('HINCRBY', flow_key, 'w|' .. job_type .. '|paused', -1)
-            redis.call('HINCRBY', flow_key, 'w|' .. job_type .. '|time', 1)
-            defer(waiting, now_ms())
+        local waiting = redis.call('ZRANGE', paused, 0, -1)
+        for _, job_id in ipairs(waiting) do
+            redis.call('HSET', job_stem .. '{' .. job_id .. '}', 'wait', 'time', 'wait_in', deferred_key)
+            defer(job_id, now_ms())
         end
-        redis.call('DEL', paused)
+        if #waiting > 0 then
+            count_waiting(job_type, 'paused', -#waiting)
+            count_waiting(job_type, 'time', #waiting)
+            redis.call('DEL', paused)
+        end
     end
     if args.wake then  -- a concurrency limit changed: the waiters see whether it admits them
         wake_all(flow_name('waiters', job_type))
