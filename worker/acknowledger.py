@@ -12,9 +12,11 @@ retry schedule, or finished; each of those is safe without the message. So once 
 message has been held for ``early_ack_seconds``, the consumer process (the one that owns
 the channel) acknowledges it when the job's ``attempts`` has reached the message's
 attempt, and gives it back to the queue when no pool process has taken it yet, so that
-an idle worker may run it. Until then nothing is done for a message: one repeating timer
-on the consumer's event loop looks at what the worker holds, so a short job costs no
-Redis call and no timer entry of its own.
+an idle worker may run it: as a fresh confirmed copy, the held one then acknowledged,
+since a quorum queue counts a requeue as a delivery and dead-letters a message past its
+limit (rejected with requeue only when the copy cannot be confirmed). Until then
+nothing is done for a message: one repeating timer on the consumer's event loop looks at
+what the worker holds, so a short job costs no Redis call and no timer entry of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import redis
@@ -30,12 +32,13 @@ from celery import bootsteps
 from celery.worker.state import reserved_requests, task_ready
 
 from orchestrator_core.dispatch.broker import TASK_NAME
+from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.exceptions import JobNotFoundError, StoreUnavailableError
 from orchestrator_core.settings import Settings
 from orchestrator_core.store.connection import connect_redis, redis_errors
 from orchestrator_core.store.jobs import canonical_id
 from orchestrator_core.store.keys import Keys
-from worker.message import JobMessage, job_message
+from worker.message import JobMessage, job_message, queue_again
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class HeldRequest(Protocol):
     acknowledged: bool
     time_start: float | None
     """Set when a pool process accepts the request, None while it waits for one."""
+    delivery_info: Mapping[str, Any] | None
+    """Where the message came from: its ``routing_key`` (the queue) and ``priority``."""
 
     @property
     def args(self) -> Sequence[object]: ...
@@ -61,6 +66,10 @@ class HeldRequest(Protocol):
 
     def reject(self, requeue: bool = False) -> None: ...
 
+
+Requeue = Callable[[Mapping[str, Any] | None, JobMessage], bool]
+"""Queues a fresh confirmed copy of a held message: :func:`~worker.message.queue_again`
+with a publisher. True when the broker confirmed it."""
 
 Waiters = deque[tuple[Any, tuple[Any, ...], dict[str, Any]]]
 """The requests waiting for a free pool process: the ``(callback, args, kwargs)`` entries
@@ -73,11 +82,17 @@ class Acknowledger:
     :param client: a client made by :func:`connect_redis`, used from the consumer's
         event loop only: one pipelined ``HGET`` per tick that has a started job due,
         which holds the loop up for a round trip (the socket timeout, Redis being away).
+    :param requeue: queues the copy of a message given back; each copy holds the loop up
+        for the publish and its confirm (the publish timeout at most). Without it, a message
+        given back is rejected with requeue.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, delay: float) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, delay: float, requeue: Requeue | None = None
+    ) -> None:
         self._redis = client
         self._keys = keys
+        self._requeue = requeue
         self.delay = delay
         self.interval = max(delay / TICKS_PER_DELAY, MIN_TICK_SECONDS)
         self._held: dict[HeldRequest, float] = {}
@@ -161,9 +176,16 @@ class Acknowledger:
             return  # being written to a pool process: it starts in a moment
         waiters.remove(entry)
         task_ready(request)
-        request.reject(requeue=True)
         self._held.pop(request, None)
         message = job_message(request.args)
+        if (
+            message is not None
+            and self._requeue is not None
+            and self._requeue(request.delivery_info, message)
+        ):
+            request.acknowledge()
+        else:
+            request.reject(requeue=True)
         logger.info(
             "job %s: message given back to the queue after %.0fs waiting for a free process",
             message.job_id if message is not None else request.id,
@@ -187,10 +209,20 @@ def acknowledger_step(settings: Settings) -> type[Any]:
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
             super().__init__(parent, **kwargs)
+            self.app = parent.app
+            self.publisher: Publisher | None = None
             self.acknowledger = Acknowledger(
-                connect_redis(settings), Keys(settings.prefix), delay=settings.early_ack_seconds
+                connect_redis(settings),
+                Keys(settings.prefix),
+                delay=settings.early_ack_seconds,
+                requeue=self._requeue,
             )
             self.entry: Any = None
+
+        def _requeue(self, delivery: Mapping[str, Any] | None, message: JobMessage) -> bool:
+            if self.publisher is None:  # opened on the first message given back: rarely
+                self.publisher = Publisher.from_settings(settings, app=self.app)
+            return queue_again(self.publisher, delivery, message)
 
         def start(self, parent: Any) -> None:
             if parent.hub is None:
@@ -216,6 +248,9 @@ def acknowledger_step(settings: Settings) -> type[Any]:
 
         def shutdown(self, parent: Any) -> None:
             self.stop(parent)
+            if self.publisher is not None:
+                self.publisher.close()
+                self.publisher = None
 
     return AcknowledgerStep
 

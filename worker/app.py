@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from celery import Celery
 from celery.exceptions import Reject
@@ -12,11 +12,10 @@ from celery.worker.consumer import Consumer
 
 from orchestrator_core import Plugins, Settings
 from orchestrator_core.dispatch.broker import TASK_NAME, make_celery
-from orchestrator_core.dispatch.publisher import Message
 from orchestrator_core.exceptions import StoreUnavailableError
 from worker.acknowledger import acknowledger_step
-from worker.message import job_message
-from worker.runtime import Runtime, runtime
+from worker.message import job_message, queue_again
+from worker.runtime import runtime
 
 logger = logging.getLogger(__name__)
 
@@ -67,25 +66,7 @@ def create_app(settings: Settings, plugins: Plugins) -> Celery:
             # the job. The pause keeps a Redis outage from becoming a redelivery storm.
             logger.warning("job %s: %s; the message goes back to the queue", job_id, exc)
             time.sleep(REQUEUE_PAUSE_SECONDS)
-            if not _queued_again(current, run_job.request.delivery_info, *message):
+            if not queue_again(current.publisher, run_job.request.delivery_info, message):
                 raise Reject(str(exc), requeue=True) from exc
 
     return app
-
-
-def _queued_again(
-    current: Runtime, delivery: dict[str, Any] | None, job_id: str, attempt: int
-) -> bool:
-    """Queue a fresh copy of this message, confirmed, so that acking this one loses
-    nothing: a requeued message counts as delivered again, and a quorum queue
-    dead-letters one delivered past its limit (while Redis is away, the job would then
-    have no message left). False when the copy was not confirmed: requeue it instead."""
-    queue = (delivery or {}).get("routing_key")
-    if not queue:
-        return False
-    priority = int((delivery or {}).get("priority") or 0)
-    [error] = current.publisher.publish_many([Message(job_id, attempt, queue, priority)])
-    if error is not None:
-        logger.warning("job %s: its message could not be queued again: %s", job_id, error)
-        return False
-    return True

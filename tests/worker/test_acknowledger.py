@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import redis
+from cleanup import delete_broker_objects
+from kombu import Connection
 from kombu.asynchronous.semaphore import LaxBoundedSemaphore
 
 from orchestrator_core.dispatch.broker import TASK_NAME
+from orchestrator_core.dispatch.publisher import Publisher
 from orchestrator_core.settings import Settings, load_settings
 from orchestrator_core.store import JobStore
 from orchestrator_core.store.connection import connect_redis
 from orchestrator_core.store.keys import Keys
 from worker.acknowledger import Acknowledger, Waiters
+from worker.message import JobMessage, queue_again
 
 DELAY = 10.0
 
@@ -33,6 +39,7 @@ class Held:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     acknowledged: bool = False
     rejected: list[bool] = field(default_factory=list)
+    delivery_info: dict[str, object] | None = None
 
     def acknowledge(self) -> None:
         self.acknowledged = True
@@ -145,3 +152,90 @@ def test_a_message_on_its_way_into_a_process_is_left_alone(acknowledger: Acknowl
     acknowledger.tick([request], waiters, now=DELAY)
     assert request.rejected == []
     assert not request.acknowledged
+
+
+@dataclass(eq=False)
+class Delivered(Held):
+    """A request holding a real, unacknowledged delivery of a quorum queue."""
+
+    channel: Any = None
+    tag: int = 0
+
+    def acknowledge(self) -> None:
+        self.channel.basic_ack(self.tag)
+        super().acknowledge()
+
+    def reject(self, requeue: bool = False) -> None:
+        self.channel.basic_reject(self.tag, requeue=requeue)
+        super().reject(requeue)
+
+
+@pytest.fixture
+def quorum(settings: Settings) -> Iterator[tuple[Settings, str]]:
+    """Settings for quorum queues that dead-letter a message requeued more than once, on
+    the machine's RabbitMQ, and the name of a queue of theirs."""
+    configured = settings.model_copy(update={"queue_type": "quorum", "queue_delivery_limit": 1})
+    queue = Keys(settings.prefix).queue("t.giveback")
+    yield configured, queue
+    delete_broker_objects(configured.broker_url, configured.prefix, [queue])
+
+
+def test_a_message_given_back_is_a_fresh_copy_which_a_quorum_queue_never_dead_letters(
+    quorum: tuple[Settings, str], redis_client: redis.Redis, store: JobStore
+) -> None:
+    settings, queue = quorum
+    job = store.create("demo.echo", {"message": "behind"}, max_attempts=3)
+    publisher = Publisher.from_settings(settings)
+    acknowledger = Acknowledger(
+        redis_client,
+        Keys(settings.prefix),
+        delay=DELAY,
+        requeue=lambda delivery, message: queue_again(publisher, delivery, message),
+    )
+    try:
+        publisher.publish(job.id, 1, queue)
+        with Connection(settings.broker_url) as connection:
+            channel = connection.channel()
+            # Given back three times, past the limit of one requeue: each time a new copy.
+            for turn in range(4):
+                message = channel.basic_get(queue)
+                assert message is not None, f"turn {turn}: the job's message is gone"
+                assert (message.headers or {}).get("x-delivery-count", 0) == 0, message.headers
+                if turn == 3:
+                    channel.basic_ack(message.delivery_tag)
+                    break
+                request = Delivered(
+                    [job.id, 1],
+                    delivery_info={"routing_key": queue, "priority": 0},
+                    channel=channel,
+                    tag=message.delivery_tag,
+                )
+                _, waiters, _ = waiting_behind(request)
+                acknowledger.tick([request], waiters, now=0.0)
+                acknowledger.tick([request], waiters, now=DELAY)
+                assert request.acknowledged
+                assert request.rejected == [], "acknowledged once its copy was confirmed"
+            dead_letters = channel.queue_declare(
+                Keys(settings.prefix).dead_letter_queue, passive=True
+            )
+            assert dead_letters.message_count == 0
+            assert channel.queue_declare(queue, passive=True).message_count == 0
+    finally:
+        publisher.close()
+
+
+def test_a_message_whose_copy_is_not_confirmed_is_requeued(store: JobStore) -> None:
+    copies: list[tuple[object, JobMessage]] = []
+
+    def unconfirmed(delivery: object, message: JobMessage) -> bool:
+        copies.append((delivery, message))
+        return False
+
+    job = store.create("demo.echo", {"message": "behind"}, max_attempts=3)
+    acknowledger = Acknowledger(store.redis, store.keys, delay=DELAY, requeue=unconfirmed)
+    request = Held([job.id, 1], delivery_info={"routing_key": "q"})
+    _, waiters, _ = waiting_behind(request)
+    acknowledger.tick([request], waiters, now=0.0)
+    acknowledger.tick([request], waiters, now=DELAY)
+    assert copies == [({"routing_key": "q"}, JobMessage(job.id, 1))]
+    assert request.rejected == [True]
