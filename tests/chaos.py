@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 if __package__ in (None, "", "tests"):  # run as a module: the test helpers are top-level
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -555,10 +557,39 @@ def rss_mib(pid: int) -> float:
     return total / 1024
 
 
+ID_PART = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,}")
+SIZES = {"hash": "hlen", "zset": "zcard", "set": "scard", "list": "llen", "stream": "xlen"}
+
+
+def census(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    """Every key of the (private) server by shape, ids written ``*``: how many keys of each
+    shape, and how many elements (fields, members, entries) they hold together."""
+    shapes: dict[str, tuple[int, int]] = {}
+    names = [str(name) for name in client.scan_iter(count=1000)]
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.type(name)
+        kinds = [str(kind) for kind in pipe.execute()]
+    with client.pipeline(transaction=False) as pipe:
+        for name, kind in zip(names, kinds, strict=True):
+            getattr(pipe, SIZES[kind])(name) if kind in SIZES else pipe.strlen(name)
+        sizes = pipe.execute()
+    for name, size in zip(names, sizes, strict=True):
+        shape = ID_PART.sub("*", name)
+        keys, elements = shapes.get(shape, (0, 0))
+        shapes[shape] = (keys + 1, elements + int(size or 0))
+    return shapes
+
+
 def sample_memory(
-    deployment: Deployment, store: JobStore, stop: threading.Event, every: float
+    deployment: Deployment,
+    store: JobStore,
+    stop: threading.Event,
+    every: float,
+    censuses: list[dict[str, tuple[int, int]]],
 ) -> list[dict[str, float]]:
-    """Every ``every`` seconds until ``stop``: each process's RSS and Redis's used_memory."""
+    """Every ``every`` seconds until ``stop``: each process's RSS and Redis's used_memory,
+    and a census of the keys into ``censuses``."""
     samples: list[dict[str, float]] = []
     began = time.monotonic()
     while True:
@@ -568,8 +599,25 @@ def sample_memory(
                 sample[process.name] = rss_mib(process.popen.pid)
         sample["redis used_memory"] = int(store.redis.info("memory")["used_memory"]) / 2**20
         samples.append(sample)
+        censuses.append(census(store.redis))
         if stop.wait(every):
             return samples
+
+
+def growth(censuses: list[dict[str, tuple[int, int]]]) -> list[str]:
+    """The key shapes whose elements grew from the middle census to the last: what a steady
+    load should leave flat."""
+    if len(censuses) < 2:
+        return []
+    middle, last = censuses[len(censuses) // 2], censuses[-1]
+    rows = []
+    for shape in sorted(set(middle) | set(last)):
+        before, after = middle.get(shape, (0, 0)), last.get(shape, (0, 0))
+        rows.append(
+            f"{shape:<60} keys {before[0]:>7} -> {after[0]:>7}"
+            f"   elements {before[1]:>8} -> {after[1]:>8}"
+        )
+    return rows
 
 
 def soak(settings: Settings, logs: Path, *, seconds: float, rate: float, every: float) -> str:
@@ -592,8 +640,9 @@ def _soak(settings: Settings, logs: Path, *, seconds: float, rate: float, every:
     with deployed(settings, kept, logs) as deployment:
         stop = threading.Event()
         samples: list[dict[str, float]] = []
+        censuses: list[dict[str, tuple[int, int]]] = []
         sampler = threading.Thread(
-            target=lambda: samples.extend(sample_memory(deployment, store, stop, every)),
+            target=lambda: samples.extend(sample_memory(deployment, store, stop, every, censuses)),
             daemon=True,
         )
         sampler.start()
@@ -609,6 +658,8 @@ def _soak(settings: Settings, logs: Path, *, seconds: float, rate: float, every:
         for sample in samples
     ]
     rows.append(f"jobs acknowledged: {len(load.acks)}; failed requests: {len(load.refusals)}")
+    rows.append("keys by shape, from the middle sample to the last:")
+    rows += growth(censuses)
     return "\n".join(rows)
 
 
