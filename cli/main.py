@@ -9,7 +9,6 @@ arguments and returning the exit code.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -17,16 +16,14 @@ from collections.abc import Sequence
 from cli import jobs, plugins, queues, schedules, services, types
 from cli.arguments import EXIT_FAILED, EXIT_USAGE
 from orchestrator_core.exceptions import ConfigurationError
+from orchestrator_core.settings import load_settings
+from orchestrator_core.telemetry.logs import LogFormat, configure_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(args)
     try:
         code: int = args.handler(args)
     except BrokenPipeError:
@@ -47,9 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default="WARNING",
+        default=None,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging threshold for messages on stderr (default: WARNING)",
+        help="logging threshold for messages on stderr (default: ORCHESTRATOR_LOG_LEVEL, "
+        "else WARNING)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     plugins.add_commands(commands)
@@ -59,3 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     types.add_commands(commands)
     queues.add_commands(commands)
     return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    """The process's logging, from ``--log-level`` and ``ORCHESTRATOR_LOG_FORMAT`` /
+    ``ORCHESTRATOR_LOG_LEVEL``; with a bad setting, text at WARNING, and the command
+    reports the setting itself."""
+    try:
+        settings = load_settings()
+    except ConfigurationError:
+        log_format: LogFormat = "text"
+        args.log_level = args.log_level or "WARNING"
+    else:
+        log_format = settings.log_format
+        args.log_level = args.log_level or settings.log_level or "WARNING"
+    configure_logging(log_format, args.log_level)

@@ -20,6 +20,7 @@ from cli.arguments import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, names, por
 from cli.exposure import open_api_warning
 from orchestrator_core.exceptions import BrokerUnavailableError, UnknownJobTypeError
 from orchestrator_core.settings import load_settings
+from orchestrator_core.telemetry.logs import log_config
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ def _api(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "log_level": args.log_level.lower(),
+        # Uvicorn's own lines and access log in the deployment's format, in every process.
+        "log_config": log_config(settings.log_format, args.log_level),
         # Every request is counted and timed in /metrics; a line each only when asked for.
         "access_log": args.log_level in ("DEBUG", "INFO"),
         # Bodies are limited by the app; keep-alive and shutdown bounded so nothing hangs.

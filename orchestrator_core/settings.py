@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     readiness_cache_seconds: float = Field(default=1.0, ge=0)
     """``/readyz`` answers from a probe at most this old: one probe per interval per process."""
 
+    log_format: Literal["text", "json"] = "text"
+    """How every process logs to stderr: readable lines with timestamps, or ``json``, one
+    object per line (time, level, logger, message, and a job's ``job_id``, ``type``,
+    ``attempt``)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+    """The logging threshold when ``--log-level`` is not given (unset: WARNING)."""
+
     http_allow_networks: CommaList = ()
     """Networks (CIDR, e.g. ``10.0.0.0/8``) that outgoing HTTP from jobs and webhooks may
     reach although they are loopback, private, link-local or metadata addresses."""

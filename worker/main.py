@@ -8,6 +8,8 @@ import socket
 import threading
 from collections.abc import Sequence
 
+from celery import signals
+
 from orchestrator_core import Settings, UnknownJobTypeError, load_plugins
 from orchestrator_core.dispatch.broker import consumed_queues, queue_name
 from orchestrator_core.dispatch.publisher import Publisher
@@ -19,6 +21,7 @@ from orchestrator_core.store.connection import connect_redis
 from orchestrator_core.store.keys import Keys
 from orchestrator_core.store.schedules import ScheduleStore
 from orchestrator_core.telemetry.heartbeats import HEARTBEAT_SECONDS, WorkerBeat
+from orchestrator_core.telemetry.logs import configure_logging
 from worker.app import create_app
 from worker.heartbeat import Heartbeat
 from worker.listener import ChannelListener
@@ -50,6 +53,7 @@ def run_worker(
     keys = Keys(settings.prefix)
     queues = sorted({queue_name(keys, job_type) for job_type in served})
     app = create_app(settings, plugins)
+    keep_logging(settings, loglevel)
     app.conf.task_queues = consumed_queues(app, keys, queues)
 
     stop = threading.Event()
@@ -137,3 +141,14 @@ def quiet_task_lines() -> None:
     Failures are still logged; ``--log-level DEBUG`` brings the lines back."""
     for name in TASK_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def keep_logging(settings: Settings, loglevel: str) -> None:
+    """Celery configures logging when the worker and each pool process start; answering
+    its ``setup_logging`` signal puts the project's configuration there instead of its
+    handlers, so Celery's own lines come out in ``ORCHESTRATOR_LOG_FORMAT`` as well."""
+
+    def configure(**_: object) -> None:
+        configure_logging(settings.log_format, loglevel)
+
+    signals.setup_logging.connect(configure, weak=False)

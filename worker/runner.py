@@ -28,6 +28,7 @@ from orchestrator_core.exceptions import (
 from orchestrator_core.sealing import Sealer
 from orchestrator_core.states import STARTABLE_STATES
 from orchestrator_core.store import JobStore, StartResult
+from orchestrator_core.telemetry.logs import bind_job_type, job_context
 from worker.supervisor import RunningAttempt, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,10 @@ class Runner:
         )
 
     def run(self, job_id: str, attempt: int) -> None:
+        with job_context(job_id, attempt):
+            self._run(job_id, attempt)
+
+    def _run(self, job_id: str, attempt: int) -> None:
         owner = f"{self.worker_name}:{uuid.uuid4().hex[:12]}"
         try:
             start = self.store.start(job_id, attempt, owner)
@@ -83,6 +88,7 @@ class Runner:
             logger.info("dropping message for job %s attempt %d: %s", job_id, attempt, start.reason)
             return
         job = start.job
+        bind_job_type(job.type)
         current = RunningAttempt(job=job, owner=owner)
         try:
             job_type = self.plugins.get(job.type).job_type
