@@ -8,6 +8,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 
 
 def stop_group(process: subprocess.Popen[bytes], *, grace: float = 15.0) -> None:
@@ -40,3 +48,48 @@ def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+@contextlib.contextmanager
+def running_system(
+    env: Mapping[str, str], port: int, logs: Path, worker: Sequence[str], api: Sequence[str]
+) -> Iterator[tuple[httpx.Client, dict[str, Path]]]:
+    """An ``orchestrator api`` on ``port`` and an ``orchestrator worker``, each run with
+    the given arguments (the API's ``--port`` added), their output in ``logs``; yields a
+    client of the API once the worker says it is ready and ``/readyz`` answers 200, and
+    the log files by name. Both are stopped, and their logs printed, afterwards."""
+    files: dict[str, Path] = {}
+    processes = []
+    for name, command in (("api", [*api, "--port", str(port)]), ("worker", worker)):
+        files[name] = logs / f"{name}.log"
+        with files[name].open("wb") as out:
+            processes.append(
+                subprocess.Popen(
+                    [str(ORCHESTRATOR), *command],
+                    env=dict(env),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    try:
+        deadline = time.monotonic() + 60
+        while " ready." not in files["worker"].read_text() or not _ready(client):
+            assert time.monotonic() < deadline, "the system did not come up"
+            assert all(p.poll() is None for p in processes), "a process exited at start"
+            time.sleep(0.1)
+        yield client, files
+    finally:
+        client.close()
+        for process in processes:
+            stop_group(process)
+        for name, log in files.items():
+            print(f"--- {name}\n{log.read_text()[-4000:]}")
+
+
+def _ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False

@@ -4,9 +4,6 @@ driven over HTTP to every terminal state."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from processes import stop_group
+from processes import free_port, running_system
 
 from orchestrator_core import Settings
-
-ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -35,45 +24,14 @@ def system(api_settings: Settings, tmp_path: Path) -> Iterator[httpx.Client]:
         ORCHESTRATOR_PLUGINS="demo",
         ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.2",
     )
-    port = _free_port()
-    processes = []
-    logs = {}
-    for name, command in (
-        ("api", ["--log-level", "INFO", "api", "--port", str(port)]),
-        ("worker", ["--log-level", "INFO", "worker", "--concurrency", "2"]),
-    ):
-        logs[name] = tmp_path / f"{name}.log"
-        with logs[name].open("wb") as out:
-            processes.append(
-                subprocess.Popen(
-                    [str(ORCHESTRATOR), *command],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    try:
-        deadline = time.monotonic() + 60
-        while " ready." not in logs["worker"].read_text() or not _answers(client):
-            assert time.monotonic() < deadline, "the system did not come up"
-            assert all(p.poll() is None for p in processes), "a process exited at start"
-            time.sleep(0.1)
+    with running_system(
+        env,
+        free_port(),
+        tmp_path,
+        worker=["--log-level", "INFO", "worker", "--concurrency", "2"],
+        api=["--log-level", "INFO", "api"],
+    ) as (client, _):
         yield client
-    finally:
-        client.close()
-        for process in processes:
-            stop_group(process)
-        for name, log in logs.items():
-            print(f"--- {name}\n{log.read_text()[-4000:]}")
-
-
-def _answers(client: httpx.Client) -> bool:
-    try:
-        return client.get("/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _wait(client: httpx.Client, job_id: str, state: str, timeout: float = 20) -> dict[str, Any]:

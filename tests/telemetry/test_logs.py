@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import httpx
 import pytest
 import redis
 from cleanup import delete_broker_objects, job_queues
-from processes import free_port, stop_group
+from processes import free_port, running_system
 
 from orchestrator_core import Settings, load_plugins
 from orchestrator_core.telemetry.logs import (
@@ -30,7 +29,6 @@ from orchestrator_core.telemetry.logs import (
     job_context,
 )
 
-ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "logging"
 FIELDS = {"time", "level", "logger", "message"}
 
@@ -117,38 +115,16 @@ def system(
         ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.2",
         PYTHONPATH=os.pathsep.join([str(FIXTURES), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     )
-    port = free_port()
-    logs: dict[str, Path] = {}
-    processes = []
-    for name, command in (
-        ("api", ["api", "--port", str(port), "--workers", "1"]),
-        ("worker", ["--log-level", "DEBUG", "worker", "--concurrency", "1"]),
-    ):
-        logs[name] = tmp_path / f"{name}.log"
-        with logs[name].open("wb") as out:
-            processes.append(
-                subprocess.Popen(
-                    [str(ORCHESTRATOR), *command],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     try:
-        deadline = time.monotonic() + 60
-        while " ready." not in logs["worker"].read_text() or not _answers(client):
-            assert time.monotonic() < deadline, "the system did not come up"
-            assert all(p.poll() is None for p in processes), "a process exited at start"
-            time.sleep(0.1)
-        yield client, logs
+        with running_system(
+            env,
+            free_port(),
+            tmp_path,
+            worker=["--log-level", "DEBUG", "worker", "--concurrency", "1"],
+            api=["api", "--workers", "1"],
+        ) as system:
+            yield system
     finally:
-        client.close()
-        for process in processes:
-            stop_group(process)
-        for name, log in logs.items():
-            print(f"--- {name}\n{log.read_text()[-4000:]}")
         plugins = load_plugins(allow=("demo",))
         delete_broker_objects(
             settings.broker_url, settings.prefix, job_queues(settings.prefix, plugins)
@@ -156,13 +132,6 @@ def system(
         delete_broker_objects(
             settings.broker_url, settings.prefix, [f"{settings.prefix}.logtest.say"]
         )
-
-
-def _answers(client: httpx.Client) -> bool:
-    try:
-        return client.get("/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _lines(log: Path) -> list[dict[str, Any]]:
